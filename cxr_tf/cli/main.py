@@ -1,0 +1,106 @@
+"""``cxr-tf``: the click group and its commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from cxr_tf.errors import CxrError
+
+DATASETS = ("chestxray14",)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+class _Group(click.Group):
+    """Turn cxr_tf's own errors into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CxrError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cxr-tf")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """cxr-tf: chest X-ray baselines (ChestX-ray8, CheXNet, CheXpert) in Keras / TensorFlow."""
+    _setup_logging(verbose)
+
+
+@main.group()
+def synth() -> None:
+    """Write synthetic phantom datasets in real on-disk layouts."""
+
+
+@synth.command("chestxray14")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n", "n_images", default=600, show_default=True, help="Number of images.")
+@click.option("--patients", default=None, type=int, help="Number of patients [default: n/3].")
+@click.option("--size", default=256, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (output is deterministic).")
+def synth_chestxray14(out_dir, n_images, patients, size, seed):
+    """Write a phantom ChestX-ray14 (Data_Entry, BBox list, official lists, images_0NN/images/)."""
+    from cxr_tf.synth.chestxray14 import write_dataset
+
+    info = write_dataset(out_dir, n_images=n_images, n_patients=patients, size=size, seed=seed)
+    click.echo(f"wrote {info['images']} images of {info['patients']} patients "
+               f"({info['boxes']} boxes) to {out_dir}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Choice(DATASETS))
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The dataset in its real on-disk layout.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Records directory to write.")
+@click.option("--split", default="official", show_default=True,
+              type=click.Choice(["official", "random"]),
+              help="official: the NIH lists (val carved out by patient); random: patient-level 8:1:1.")
+@click.option("--size", default=256, show_default=True, help="Stored image side in pixels.")
+@click.option("--aspect", default="pad", show_default=True, type=click.Choice(["pad", "crop", "stretch"]),
+              help="How non-square images become square (recorded per image).")
+@click.option("--encoding", default="png", show_default=True, type=click.Choice(["png", "jpeg"]),
+              help="Storage format of the resized images (png is lossless).")
+@click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
+@click.option("--images-per-shard", default=512, show_default=True)
+@click.option("--seed", default=None, type=int, help="Split and shard-order seed [default: the card's].")
+@click.option("--allow-missing", is_flag=True,
+              help="Skip images that are absent or unreadable; they are counted and reported.")
+def prepare(dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
+            seed, allow_missing):
+    """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT."""
+    from cxr_tf.prepare import prepare as run
+
+    s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
+            allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
+            seed=seed)
+    c = s["counts"]
+    click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
+    for split_name, part in s["splits"].items():
+        click.echo(f"  {split_name:5s} {part['images']:7d} images  {part['patients']:6d} patients")
+    if c["missing_images"] or c["unreadable_images"]:
+        click.echo(f"skipped: {c['missing_images']} missing, {c['unreadable_images']} unreadable "
+                   f"(see {out_dir}/skipped.csv)")
+        for u in s["unreadable"][:10]:
+            click.echo(f"  {u['reason']}")
+
+
+@main.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+def summary(records_dir):
+    """Print a records directory's summary.json (without the per-image sizes)."""
+    from cxr_tf.prepare import load_summary
+
+    s = load_summary(records_dir)
+    s.pop("image_sizes", None)
+    click.echo(json.dumps(s, indent=2))

@@ -1,0 +1,80 @@
+"""Decode images by content, not by file name, to 8-bit grayscale.
+
+RGBA, RGB, palette, 16-bit and float images are converted; a JPEG saved under a ``.png`` name is
+read as the JPEG it is. Empty, truncated or non-image files raise :class:`CxrImageError` naming the
+file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from cxr_tf.errors import CxrImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-black image
+Image.MAX_IMAGE_PIXELS = 20000 * 20000   # radiographs are large, but not decompression bombs
+
+
+def to_uint8_gray(img: Image.Image) -> np.ndarray:
+    """Convert a loaded PIL image of any mode to an 8-bit grayscale array.
+
+    Colour modes use ITU-R 601 luma after dropping alpha; integer images wider than 8 bits and float
+    images are mapped linearly from their own [min, max] to [0, 255] (a constant image maps to 0).
+    """
+    mode = img.mode
+    if mode == "L":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in ("1", "P", "PA", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa"):
+        if mode in ("P", "PA"):
+            img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
+        if img.mode in ("RGBA", "LA", "La", "RGBa"):
+            img = img.convert("RGB" if img.mode.startswith("RGB") else "L")
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=-1)
+    return _rescale(arr.astype(np.float64))
+
+
+def _rescale(arr: np.ndarray) -> np.ndarray:
+    """Linear map of an array's [min, max] to uint8 [0, 255]."""
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return np.clip(np.round((arr - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
+def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF, ...) to an 8-bit grayscale array."""
+    if not data:
+        raise CxrImageError(name, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)
+                return to_uint8_gray(img)
+    except UnidentifiedImageError:
+        raise CxrImageError(name, f"not a recognised image format (first bytes {data[:8]!r})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise CxrImageError(name, f"corrupt or truncated image: {exc}") from None
+
+
+def decode_file(path: str | os.PathLike) -> np.ndarray:
+    """Read and decode an image file to an 8-bit grayscale array; errors name the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CxrImageError(path, "file not found") from None
+    except OSError as exc:
+        raise CxrImageError(path, f"cannot read: {exc.strerror or exc}") from None
+    return decode_bytes(data, os.fspath(path))
