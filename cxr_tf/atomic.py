@@ -15,11 +15,17 @@ PARTIAL = ".partial-"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``."""
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False):
+    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``.
+
+    ``keep_suffix`` puts the marker before the extension (``model.partial-123.keras``) for
+    writers that insist on an extension, such as ``keras.Model.save``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
+    if keep_suffix:
+        tmp = path.with_name(f"{path.stem}{PARTIAL}{os.getpid()}{path.suffix}")
+    else:
+        tmp = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
     try:
         yield tmp
         with open(tmp, "rb") as fh:

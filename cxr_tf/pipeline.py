@@ -166,15 +166,17 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
                  normalization: str = "imagenet", uncertain: str = "ignore", blank: str = "zeros",
                  shuffle_buffer: int = 2048, seed: int | None = None, deterministic: bool = False,
                  repeat: bool = False, drop_remainder: bool = False, include_meta: bool = False,
-                 channels: int = 3) -> tf.data.Dataset:
+                 channels: int = 3, findings=None) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(images, targets)`` for one split.
 
     ``training`` (default: ``split == "train"``) shuffles and augments; evaluation resizes only and
     keeps record order. ``include_meta`` adds a third element: a dict with ``image_id``, ``view``,
     ``orig_size`` and ``affine`` (for mapping heatmaps back to original pixels).
-    ``batch_size`` is the global batch size under a distribution strategy.
+    ``batch_size`` is the global batch size under a distribution strategy. ``findings`` selects
+    (and orders) label columns by name, e.g. the 8 ChestX-ray8 findings out of 14.
     """
     files, count, summary = split_files(records_dir, split)
+    select = label_indices(summary, findings)
     training = split == "train" if training is None else training
     spec = features_spec(len(summary["findings"]))
     aug = augment if training else None
@@ -196,6 +198,8 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
         image = preprocess(ex["image"], image_size, aug, element_seed if aug else None, channels,
                            normalization)
         y = targets(ex["labels"], uncertain, blank)
+        if select is not None:
+            y = tf.gather(y, select)
         if not include_meta:
             return image, y
         meta = {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
@@ -210,6 +214,16 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
         tf.data.experimental.AutoShardPolicy.FILE if len(files) >= 64
         else tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(opts)
+
+
+def label_indices(summary: dict, findings=None) -> list[int] | None:
+    """Positions of ``findings`` in the records' label vector (None: all, in stored order)."""
+    if findings is None or list(findings) == summary["findings"]:
+        return None
+    missing = [f for f in findings if f not in summary["findings"]]
+    if missing:
+        raise CxrDataError(None, f"finding(s) {missing} not in the records' labels {summary['findings']}")
+    return [summary["findings"].index(f) for f in findings]
 
 
 def distribute(ds: tf.data.Dataset, strategy: tf.distribute.Strategy):

@@ -23,8 +23,10 @@ Image.MAX_IMAGE_PIXELS = 20000 * 20000   # radiographs are large, but not decomp
 def to_uint8_gray(img: Image.Image) -> np.ndarray:
     """Convert a loaded PIL image of any mode to an 8-bit grayscale array.
 
-    Colour modes use ITU-R 601 luma after dropping alpha; integer images wider than 8 bits and float
-    images are mapped linearly from their own [min, max] to [0, 255] (a constant image maps to 0).
+    Colour modes use ITU-R 601 luma after dropping alpha. Integer images wider than 8 bits are
+    divided by the full scale of the smallest bit depth that holds their maximum (12-bit data in a
+    16-bit container -> /4095), keeping zero and relative intensities; float images are mapped
+    linearly from their own [min, max] to [0, 255] (a constant image maps to 0).
     """
     mode = img.mode
     if mode == "L":
@@ -38,7 +40,16 @@ def to_uint8_gray(img: Image.Image) -> np.ndarray:
     arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=-1)
+    if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0:
+        return bit_depth_scale(arr)
     return _rescale(arr.astype(np.float64))
+
+
+def bit_depth_scale(arr: np.ndarray) -> np.ndarray:
+    """Non-negative integers -> uint8 by the full scale of the smallest bit depth (≥ 8) holding
+    their maximum."""
+    bits = max(8, int(arr.max()).bit_length())
+    return np.round(arr.astype(np.float64) * (255.0 / (2 ** bits - 1))).astype(np.uint8)
 
 
 def _rescale(arr: np.ndarray) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""Pick the tf.distribute strategy from what is visible: several workers in ``TF_CONFIG`` ->
+MultiWorkerMirroredStrategy; several GPUs -> MirroredStrategy; no GPU but several logical CPU
+devices (how tests split one CPU) -> MirroredStrategy over them; otherwise the default strategy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+def workers_in_tf_config() -> int:
+    """Number of workers (chief included) named in ``TF_CONFIG``; 0 when unset."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    cluster = json.loads(raw).get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def strategy_for(kind: str = "auto") -> tf.distribute.Strategy:
+    """``auto`` (see module doc), ``default``, ``mirrored`` or ``multiworker``."""
+    if kind == "auto":
+        if workers_in_tf_config() > 1:
+            kind = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            kind = "mirrored"
+        elif not tf.config.list_logical_devices("GPU") and len(tf.config.list_logical_devices("CPU")) > 1:
+            kind = "mirrored"
+        else:
+            kind = "default"
+    if kind == "multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = tf.distribute.MirroredStrategy(devices)
+    elif kind == "default":
+        strategy = tf.distribute.get_strategy()
+    else:
+        raise ValueError(f"unknown strategy {kind!r}")
+    log.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def is_chief() -> bool:
+    """True unless ``TF_CONFIG`` says this process is a non-chief worker (who must not write
+    shared outputs such as checkpoints or logs into the run directory)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    cfg = json.loads(raw)
+    task = cfg.get("task", {})
+    cluster = cfg.get("cluster", {})
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0

@@ -1,0 +1,63 @@
+"""The ``cxr-tf`` command line: help everywhere, no heavy imports for --help, and clear errors."""
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cxr_tf.cli import main
+
+
+def _commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [(), *_commands(main)])
+def test_every_command_has_help(path):
+    res = CliRunner().invoke(main, [*path, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage:" in res.output and "--help" in res.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["prepare", "--help"], ["synth", "chestxray14", "--help"]])
+def test_help_does_not_import_tensorflow_or_pydicom(args):
+    code = ("import sys\nfrom cxr_tf.cli import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'pydicom') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_synth_then_prepare(tmp_path):
+    runner = CliRunner()
+    data, rec = tmp_path / "nih", tmp_path / "rec"
+    res = runner.invoke(main, ["synth", "chestxray14", str(data), "--n", "30", "--patients", "10",
+                               "--size", "48", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert (data / "Data_Entry_2017_v2020.csv").read_text().startswith("Image Index,Finding Labels,")
+    assert not (data / "test_list.txt").read_text().endswith("\n")
+    res = runner.invoke(main, ["prepare", "chestxray14", "--data-dir", str(data), "--out", str(rec),
+                               "--size", "32", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 30 of 30 listed images" in res.output
+    assert (rec / "summary.json").is_file()
+
+
+def test_prepare_missing_images_is_one_clear_line(tmp_path, make_layout):
+    data = make_layout(tmp_path / "nih")
+    next(data.glob("images_*/images/00000002_000.png")).unlink()
+    res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(data),
+                                    "--out", str(tmp_path / "rec"), "--workers", "1"])
+    assert res.exit_code == 2
+    assert "error:" in res.output and "1 listed image(s) not found" in res.output
+    assert "00000002_000.png" in res.output and "--allow-missing" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(data),
+                                    "--out", str(tmp_path / "rec"), "--workers", "1", "--allow-missing"])
+    assert res.exit_code == 0 and "skipped: 1 missing, 0 unreadable" in res.output

@@ -1,0 +1,100 @@
+"""Shared fixtures. Test data is generated in the real layouts; ``../shared`` (real samples) is
+optional and its tests skip cleanly without it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CXR_TF_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The real sample data beside the checkout; skip the test when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip("../shared (real sample data) is not present")
+    return SHARED / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _two_logical_cpus():
+    """If TensorFlow is loaded, split the CPU into two logical devices before any op runs, so
+    tf.distribute.MirroredStrategy can be tested on one machine. TF tests import TensorFlow (or a
+    module that does) at module level, so it is loaded by collection time."""
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        except RuntimeError:  # runtime already initialised by an earlier import-time op
+            pass
+    yield
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """A small phantom ChestX-ray14 directory in the real layout (96 images, 64 px)."""
+    from cxr_tf.synth.chestxray14 import write_dataset
+
+    out = tmp_path_factory.mktemp("phantom_nih")
+    write_dataset(out, n_images=96, n_patients=30, size=64, seed=3, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def records_dir(phantom_dir, tmp_path_factory) -> Path:
+    """``phantom_dir`` prepared into TFRecords at 48 px with small shards."""
+    from cxr_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp("records")
+    prepare("chestxray14", phantom_dir, out, size=48, workers=2, images_per_shard=16)
+    return out
+
+
+HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+          "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+ROWS = [
+    "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143",
+    "00000001_001.png,Cardiomegaly|Emphysema,1,1,58,M,PA,2894,2729,0.143,0.143",
+    "00000002_000.png,No Finding,0,2,80,M,AP,2500,2048,0.171,0.171",
+    "00000003_000.png,Infiltration|Pleural_Thickening,0,3,74,F,PA,2500,2048,0.168,0.168",
+    "00000004_000.png,Mass|Nodule,0,4,33,F,PA,2500,2048,0.168,0.168",
+]
+
+
+def _make_layout(root: Path, *, header=HEADER, rows=ROWS, trailing="", name="Data_Entry_2017_v2020.csv",
+                folders=("images_001/images", "images_002/images"), test=("00000004_000.png",),
+                boxes=("00000004_000.png,Mass,100.5,200.25,300,150",)):
+    """A tiny ChestX-ray14 directory, byte-for-byte in the real formats."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text("\n".join(r + trailing for r in [header, *rows]) + "\n")
+    names = [r.split(",")[0] for r in rows]
+    (root / "train_val_list.txt").write_text("\n".join(n for n in names if n not in test))
+    (root / "test_list.txt").write_text("\n".join(test))
+    (root / "BBox_List_2017.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n" + "\n".join(boxes) + "\n")
+    for i, n in enumerate(names):
+        folder = root / folders[i % len(folders)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32), 10 * i, np.uint8)).save(folder / n)
+    return root
+
+_make_layout.HEADER, _make_layout.ROWS = HEADER, ROWS
+
+
+@pytest.fixture
+def make_layout():
+    """Build a tiny ChestX-ray14 directory in the real formats: ``make_layout(root, **options)``."""
+    return _make_layout
