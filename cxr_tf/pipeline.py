@@ -112,53 +112,69 @@ def _app_preprocess(name: str):
     return importlib.import_module(f"keras.applications.{_APP_MODULES[name]}").preprocess_input
 
 
-def _rotate(image: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
-    """Rotate a HxWxC image about its centre by ``degrees`` (bilinear, black fill)."""
-    h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
+def _rotation_transforms(degrees: tf.Tensor, size: int) -> tf.Tensor:
+    """Per-image projective transforms [B, 8] rotating about the image centre by ``degrees``."""
     a = degrees * (math.pi / 180.0)
     cos, sin = tf.cos(a), tf.sin(a)
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    # output (x, y) samples input (cos*x - sin*y + ox, sin*x + cos*y + oy): rotation about centre
-    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy,
-                          0.0, 0.0])
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
-    return out[0]
+    c = (size - 1) / 2.0
+    zeros = tf.zeros_like(a)
+    # output (x, y) samples input (cos*x - sin*y + tx, sin*x + cos*y + ty): rotation about centre
+    return tf.stack([cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, zeros, zeros], axis=1)
 
 
-def preprocess(image_bytes: tf.Tensor, image_size: int, augment: Augment | None,
-               seed: tf.Tensor | None = None, channels: int = 3,
-               normalization: str = "imagenet") -> tf.Tensor:
-    """Encoded grayscale image -> float32 ``image_size`` x ``image_size`` x ``channels``.
+def preprocess_batch(images: tf.Tensor, image_size: int, augment: Augment | None = None,
+                     seed: tf.Tensor | None = None, channels: int = 3,
+                     normalization: str = "imagenet") -> tf.Tensor:
+    """uint8 [B, S, S, 1] stored images -> float32 [B, image_size, image_size, channels].
 
-    With ``augment`` (training) a per-element ``seed`` (int64[2]) drives stateless random ops."""
-    image = tf.io.decode_image(image_bytes, channels=1, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    aug = augment or NO_AUGMENT
-    seeds = tf.random.experimental.stateless_split(seed, 5) if seed is not None else None
-    box = tf.constant([0.0, 0.0, 1.0, 1.0])
-    if aug.crop_scale and seeds is not None:
+    Vectorized over the batch, and on one channel until the last step, which normalizes and
+    expands to three channels in a single broadcast. With ``augment`` and a ``seed`` (int64[2],
+    one per batch) the random crop, rotation, flip and brightness/contrast are drawn per image
+    from stateless ops. Downscaling by more than 2x is antialiased."""
+    batch = tf.shape(images)[0]
+    stored = images.shape[1]
+    aug = augment if seed is not None else None
+    if aug is not None:
+        u = tf.random.stateless_uniform([batch, 7], seed)
+    if aug is not None and aug.crop_scale:
         lo, hi = aug.crop_scale
-        side = tf.sqrt(tf.random.stateless_uniform([], seeds[0], lo, hi))
-        off = tf.random.stateless_uniform([2], seeds[1], 0.0, 1.0) * (1.0 - side)
-        box = tf.stack([off[0], off[1], off[0] + side, off[1] + side])
-    image = tf.image.crop_and_resize(image[None], box[None], [0], [image_size, image_size])[0]
-    if seeds is not None:
+        side = tf.sqrt(lo + u[:, 0] * (hi - lo))
+        y0, x0 = u[:, 1] * (1.0 - side), u[:, 2] * (1.0 - side)
+        boxes = tf.stack([y0, x0, y0 + side, x0 + side], axis=1)
+        out = tf.image.crop_and_resize(images, boxes, tf.range(batch), [image_size, image_size])
+    elif stored == image_size:
+        out = tf.cast(images, tf.float32)
+    else:
+        out = tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size],
+                              antialias=stored is None or image_size * 2 < stored)
+    if aug is not None:  # pixel values are 0..255 here
         if aug.rotation:
-            deg = tf.random.stateless_uniform([], seeds[2], -aug.rotation, aug.rotation)
-            image = _rotate(image, deg)
+            deg = (u[:, 3] * 2.0 - 1.0) * aug.rotation
+            out = tf.raw_ops.ImageProjectiveTransformV3(
+                images=out, transforms=_rotation_transforms(deg, image_size),
+                output_shape=[image_size, image_size], fill_value=0.0, interpolation="BILINEAR",
+                fill_mode="CONSTANT")
         if aug.hflip:
-            flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
-            image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+            out = tf.where((u[:, 4] < 0.5)[:, None, None, None], tf.reverse(out, axis=[2]), out)
         if aug.brightness or aug.contrast:
-            b = tf.random.stateless_uniform([2], seeds[4], -1.0, 1.0)
-            image = (image - 0.5) * (1.0 + aug.contrast * b[1]) + 0.5 + aug.brightness * b[0]
-        image = tf.clip_by_value(image, 0.0, 1.0)
-    image.set_shape([image_size, image_size, 1])
-    if channels == 3:
-        image = tf.tile(image, [1, 1, 3])
-    return normalize(image, normalization) if channels == 3 else image
+            b = (u[:, 5] * 2.0 - 1.0)[:, None, None, None] * (aug.brightness * 255.0)
+            c = 1.0 + (u[:, 6] * 2.0 - 1.0)[:, None, None, None] * aug.contrast
+            out = (out - 127.5) * c + 127.5 + b
+        out = tf.clip_by_value(out, 0.0, 255.0)
+    out = tf.ensure_shape(out, [None, image_size, image_size, 1])
+    if channels == 1:
+        return out / 255.0
+    return normalize_gray(out, normalization)
+
+
+def normalize_gray(gray255: tf.Tensor, normalization: str = "imagenet") -> tf.Tensor:
+    """[..., 1] grayscale on 0..255 -> normalized [..., 3] (see :func:`normalize`). ImageNet
+    mean/std is one fused multiply-add that also broadcasts to three channels."""
+    if normalization == "imagenet":
+        scale = tf.constant([1.0 / (255.0 * s) for s in IMAGENET_STD])
+        shift = tf.constant([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
+        return gray255 * scale + shift
+    return normalize(tf.tile(gray255, [1] * (gray255.shape.rank - 1) + [3]) / 255.0, normalization)
 
 
 def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: int = 224,
@@ -174,41 +190,54 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     ``orig_size`` and ``affine`` (for mapping heatmaps back to original pixels).
     ``batch_size`` is the global batch size under a distribution strategy. ``findings`` selects
     (and orders) label columns by name, e.g. the 8 ChestX-ray8 findings out of 14.
+    Images are decoded per element; resizing, augmentation and normalization run per batch.
     """
     files, count, summary = split_files(records_dir, split)
     select = label_indices(summary, findings)
+    stored = int(summary["config"]["size"])
     training = split == "train" if training is None else training
     spec = features_spec(len(summary["findings"]))
+    if not include_meta:  # parse only what training needs
+        spec = {k: spec[k] for k in ("image", "labels")}
     aug = augment if training else None
+    ordered = bool(deterministic or not training)
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or not training)
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip((ds, rand))
 
-    def _map(serialized, element_seed):
+    def _decode(serialized):
         ex = tf.io.parse_single_example(serialized, spec)
-        image = preprocess(ex["image"], image_size, aug, element_seed if aug else None, channels,
-                           normalization)
+        image = tf.io.decode_png(ex["image"], channels=1) if summary["config"].get(
+            "encoding", "png") == "png" else tf.io.decode_jpeg(ex["image"], channels=1)
+        image = tf.ensure_shape(image, [stored, stored, 1])
         y = targets(ex["labels"], uncertain, blank)
         if select is not None:
             y = tf.gather(y, select)
         if not include_meta:
             return image, y
-        meta = {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
-        return image, y, meta
+        return image, y, {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
 
-    ds = ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or not training)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def _batch(element, batch_seed):
+        x = preprocess_batch(element[0], image_size, aug, batch_seed if aug else None, channels,
+                             normalization)
+        return (x, *element[1:])
+
+    ds = tf.data.Dataset.zip((ds, rand)).map(_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                             deterministic=ordered)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
-    opts.deterministic = bool(deterministic or not training)
+    opts.deterministic = ordered
     # FILE sharding needs at least as many shards as workers; small splits shard by element.
     opts.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.FILE if len(files) >= 64
