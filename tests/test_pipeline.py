@@ -113,3 +113,19 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir):
         model.compile("adam", "binary_crossentropy")
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def test_eval_order_is_split_frame_order(records_dir):
+    from cxr_tf.pipeline import split_frame
+    frame = split_frame(records_dir, "test")
+    ids = [i.decode() for _, _, m in make_dataset(records_dir, "test", batch_size=4, include_meta=True,
+                                                  image_size=48) for i in m["image_id"].numpy()]
+    assert ids == frame["image_id"].tolist()
+
+
+@pytest.mark.parametrize("norm", ["imagenet", "unit", "model:resnet50", "model:inception_v3", "model:densenet121"])
+def test_gray_normalization_equals_three_channel_normalization(norm):
+    from cxr_tf.pipeline import normalize, normalize_gray
+    gray = tf.random.stateless_uniform([2, 5, 7, 1], [1, 2]) * 255.0
+    want = normalize(tf.tile(gray, [1, 1, 1, 3]) / 255.0, norm)
+    np.testing.assert_allclose(normalize_gray(gray, norm).numpy(), want.numpy(), rtol=1e-5, atol=1e-4)

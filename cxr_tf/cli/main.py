@@ -104,3 +104,38 @@ def summary(records_dir):
     s = load_summary(records_dir)
     s.pop("image_sizes", None)
     click.echo(json.dumps(s, indent=2))
+
+
+@main.command()
+@click.option("--records", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Records directory from `cxr-tf prepare`.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--preset", default="chexnet", show_default=True,
+              help="Model preset (models/presets.toml): chexnet, chestxray8, chexpert, tiny.")
+@click.option("--model", "backbone", default=None,
+              help="Backbone: densenet121, resnet50, vgg16, inception_v3, tiny [default: preset's].")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet (Keras download), a local no-top weights file, or none.")
+@click.option("--loss", default="bce", show_default=True,
+              type=click.Choice(["bce", "masked_bce", "wcel", "weighted_bce", "focal"]))
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, help="Global batch size.")
+@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate (÷10 on plateau).")
+@click.option("--image-size", default=None, type=int, help="Model input side [default: preset's].")
+@click.option("--mixed-precision", is_flag=True, help="float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit-compile", is_flag=True, help="XLA-compile the train step (slow start on CPU).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--deterministic", is_flag=True, help="Deterministic data order and ops.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+def train(records, out_dir, preset, backbone, weights, loss, epochs, batch_size, lr, image_size,
+          mixed_precision, jit_compile, seed, deterministic, resume):
+    """Train a model on prepared records (default: the CheXNet recipe)."""
+    from cxr_tf.train import TrainConfig, train as run
+
+    cfg = TrainConfig(records=records, out=out_dir, preset=preset, backbone=backbone, weights=weights,
+                      loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                      mixed_precision=mixed_precision, jit_compile=jit_compile, seed=seed,
+                      deterministic=deterministic, verbose=1)
+    state = run(cfg, resume=resume)
+    click.echo(f"trained {state.get('epoch')} epoch(s); best val_loss {state.get('best_val_loss')} "
+               f"at epoch {state.get('best_epoch')}; model: {out_dir}/model.keras")

@@ -1,0 +1,155 @@
+"""Keras callbacks for cxr_tf training: validation AUROC and loss in one pass, atomic
+checkpoints with resumable state, and step timing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cxr_tf import atomic
+from cxr_tf.metrics import auroc_per_class
+
+log = logging.getLogger(__name__)
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """After each epoch, predict the validation split once and put into the logs ``val_loss``
+    (the training loss, averaged over batches as Keras would), ``val_auroc_<finding>``,
+    ``val_auroc_mean`` and ``learning_rate``; TensorBoard, ReduceLROnPlateau and checkpointing
+    read them from there. Must come first in the callback list."""
+
+    def __init__(self, images_ds, targets: np.ndarray, findings, loss_fn, batch_size: int):
+        super().__init__()
+        self.images_ds, self.targets = images_ds, np.asarray(targets, np.float32)
+        self.findings, self.loss_fn, self.batch_size = list(findings), loss_fn, batch_size
+
+    def evaluate(self) -> dict:
+        """Validation loss and AUROC of the current model."""
+        preds = self.model.predict(self.images_ds, verbose=0)
+        if len(preds) != len(self.targets):
+            raise RuntimeError(f"validation predictions ({len(preds)}) do not match labels ({len(self.targets)})")
+        losses, sizes = [], []
+        for i in range(0, len(preds), self.batch_size):
+            y, p = self.targets[i:i + self.batch_size], preds[i:i + self.batch_size]
+            losses.append(float(self.loss_fn(y, p)))
+            sizes.append(len(y))
+        out = {"val_loss": float(np.average(losses, weights=sizes))}
+        aucs = auroc_per_class(self.targets, preds)
+        for f, a in zip(self.findings, aucs):
+            out[f"val_auroc_{f}"] = float(a)
+        out["val_auroc_mean"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs.update(self.evaluate())
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        log.info("epoch %d: loss %.4f val_loss %.4f val_auroc_mean %.4f lr %.2g", epoch + 1,
+                 logs.get("loss", float("nan")), logs["val_loss"], logs["val_auroc_mean"],
+                 logs["learning_rate"])
+
+
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose best/wait/cooldown survive a resume (Keras resets them at train
+    begin)."""
+
+    _restored = False
+
+    def state(self) -> dict:
+        """What a resume needs."""
+        return {"best": _num(self.best), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def restore(self, saved: dict | None) -> None:
+        """Load a :meth:`state` dict saved by an earlier run."""
+        if saved:
+            self.best, self.wait = saved["best"], saved["wait"]
+            self.cooldown_counter = saved["cooldown_counter"]
+            self._restored = True
+
+    def on_train_begin(self, logs=None):
+        if not self._restored:
+            super().on_train_begin(logs)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Each epoch: save ``checkpoints/epoch-NNN.keras`` (model + optimizer state), then
+    ``state.json`` naming it (epoch, history, best, plateau state), then drop older checkpoints;
+    on a new best ``val_loss`` also ``model.keras``. Every file is written atomically and the state
+    only ever names a complete checkpoint, so a run killed at any point resumes cleanly."""
+
+    def __init__(self, run_dir, plateau: ResumablePlateau | None = None,
+                 state: dict | None = None, write: bool = True):
+        super().__init__()
+        self.run_dir, self.plateau, self.write = Path(run_dir), plateau, write
+        self.state = state or {"epoch": 0, "history": [], "best_val_loss": None, "best_epoch": None}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self.state["history"].append({"epoch": epoch + 1, **{k: _num(v) for k, v in logs.items()}})
+        val = logs.get("val_loss")
+        improved = val is not None and (self.state["best_val_loss"] is None or val < self.state["best_val_loss"])
+        if improved:
+            self.state.update(best_val_loss=float(val), best_epoch=epoch + 1)
+        if not self.write:  # non-chief workers of a multi-worker run still save to a scratch dir
+            return
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt = ckpt_dir / f"epoch-{epoch + 1:03d}.keras"
+        with atomic.atomic_path(ckpt, keep_suffix=True) as tmp:
+            self.model.save(tmp)
+        if improved:
+            with atomic.atomic_path(self.run_dir / "model.keras", keep_suffix=True) as tmp:
+                self.model.save(tmp)
+        self.state["epoch"] = epoch + 1
+        self.state["checkpoint"] = str(ckpt.relative_to(self.run_dir))
+        if self.plateau is not None:
+            self.state["plateau"] = self.plateau.state()
+        atomic.write_json(self.run_dir / "state.json", self.state)
+        for old in ckpt_dir.glob("epoch-*.keras"):
+            if old != ckpt:
+                old.unlink(missing_ok=True)
+        import pandas as pd
+        atomic.write_csv(self.run_dir / "history.csv", pd.DataFrame(self.state["history"]))
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time to the end of the first training step (tracing, graph optimization, first run)
+    and the median of later steps; written to ``timing.json``."""
+
+    def __init__(self, path, batch_size: int):
+        super().__init__()
+        self.path, self.batch_size = Path(path), batch_size
+        self.first_step_s, self.steps = None, []
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._tb = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.first_step_s is None:
+            self.first_step_s = now - self._t0
+        else:
+            self.steps.append(now - self._tb)
+
+    def result(self) -> dict:
+        """First step and steady-state step time so far."""
+        med = float(np.median(self.steps)) if self.steps else None
+        return {"first_step_s": self.first_step_s, "median_step_s": med, "steps_timed": len(self.steps),
+                "steady_images_per_s": self.batch_size / med if med else None}
+
+    def on_train_end(self, logs=None):
+        atomic.write_json(self.path, self.result())
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
