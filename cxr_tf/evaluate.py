@@ -25,7 +25,7 @@ from cxr_tf.progress import progress
 log = logging.getLogger(__name__)
 
 
-def predict_split(run_dir, split: str, records=None):
+def predict_split(run_dir, split: str, records=None, model=None):
     """(frame, targets, probabilities, findings) for one split of the run's records."""
     from cxr_tf.models import findings_of, load_model
     from cxr_tf.pipeline import make_dataset, split_frame
@@ -33,7 +33,7 @@ def predict_split(run_dir, split: str, records=None):
     run = Path(run_dir)
     cfg = json.loads((run / "config.json").read_text())
     records = records or cfg["records"]
-    model = load_model(run / "model.keras")
+    model = model or load_model(run / "model.keras")
     findings = findings_of(model)
     ds = make_dataset(records, split, training=False, batch_size=cfg["batch_size"],
                       image_size=cfg["image_size"], normalization=cfg["normalization"],
@@ -92,11 +92,13 @@ def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, see
     run = Path(run_dir)
     if not (run / "model.keras").is_file():
         raise CxrError(f"{run}: no model.keras (train first, or point --run at a run directory)")
-    frame, y, p, findings = predict_split(run, split, records)
+    from cxr_tf.models import load_model
+    model = load_model(run / "model.keras")
+    frame, y, p, findings = predict_split(run, split, records, model)
     if split == "val":
         yv, pv = y, p
     else:
-        _, yv, pv, _ = predict_split(run, "val", records)
+        _, yv, pv, _ = predict_split(run, "val", records, model)
     thresholds = max_f1_thresholds(yv, pv)
     atomic.write_json(run / "thresholds.json", {"chosen_on": "val", "rule": "max F1 per class",
                                                 "thresholds": dict(zip(findings, thresholds.tolist()))})

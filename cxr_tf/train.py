@@ -101,8 +101,9 @@ def _targets(frame, findings, cfg):
     return apply_policy(frame[list(findings)].to_numpy(dtype="float32"), cfg.uncertain, cfg.blank)
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Train (or resume) a run; returns the run's final state."""
+def train(config: TrainConfig, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train (or resume) a run; returns the run's final state. ``callbacks`` are appended to
+    ours (which must run first: they put the validation metrics into the logs)."""
     cfg = config.resolved()
     run = Path(cfg.out)
     state_file = run / "state.json"
@@ -172,17 +173,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     plateau.restore((state or {}).get("plateau"))
     timer = StepTimer(run / "timing.json", cfg.batch_size)
+    extra = list(callbacks or [])
     callbacks = [ValidationMetrics(val_ds, val_targets, cfg.findings, model.loss, cfg.batch_size),
                  plateau, AtomicCheckpoint(run, plateau, state, write=chief), timer]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False,
                                                      update_freq="epoch", profile_batch=0))
+    callbacks += extra
     initial = state["epoch"] if state else 0
     if initial >= cfg.epochs:
         log.info("%s already trained for %d epochs", run, initial)
         return state
     model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial, callbacks=callbacks,
-              steps_per_epoch=cfg.steps_per_epoch, verbose=cfg.verbose)
+              steps_per_epoch=cfg.steps_per_epoch, verbose=cfg.verbose, shuffle=False)
     final = json.loads(state_file.read_text()) if state_file.exists() else {}
     final["timing"] = timer.result()
     return final

@@ -139,3 +139,73 @@ def train(records, out_dir, preset, backbone, weights, loss, epochs, batch_size,
     state = run(cfg, resume=resume)
     click.echo(f"trained {state.get('epoch')} epoch(s); best val_loss {state.get('best_val_loss')} "
                f"at epoch {state.get('best_epoch')}; model: {out_dir}/model.keras")
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Evaluate on other records [default: the run's].")
+@click.option("--bootstrap", default=1000, show_default=True, help="Resamples for the 95% CIs.")
+@click.option("--with-patient", is_flag=True, help="Include patient ids in the predictions CSV.")
+def evaluate(run_dir, split, records, bootstrap, with_patient):
+    """Metrics (AUROC with bootstrap CIs, thresholded metrics, baseline), figures and per-image
+    predictions for a trained run."""
+    from cxr_tf.evaluate import evaluate as run
+
+    m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient)
+    click.echo(f"{'finding':20s} {'AUROC':>7s} {'95% CI':>15s} {'F1':>6s}")
+    for r in m["per_class"]:
+        click.echo(f"{r['finding']:20s} {r['auroc']:7.4f} {r['auroc_ci_low']:7.4f}-{r['auroc_ci_high']:6.4f} "
+                   f"{r['f1']:6.3f}")
+    click.echo(f"wrote metrics.json, metrics.csv, predictions_{split}.csv and figures to {run_dir}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_csv", default="preds.csv", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted and listed) instead of failing.")
+def predict(model, images, out_csv, batch_size, skip_bad):
+    """Probabilities per finding for PNG, JPEG and DICOM images (files or folders), and the binary
+    call at the run's stored thresholds."""
+    from cxr_tf.predict import predict_images
+
+    table, skipped = predict_images(model, images, batch_size=batch_size, skip_bad=skip_bad, out_csv=out_csv)
+    probs = [c for c in table.columns if c.startswith("prob_")]
+    for _, row in table.iterrows():
+        top = sorted(((row[c], c[5:]) for c in probs), reverse=True)[:3]
+        calls = [c[5:] for c in table.columns if c.startswith("call_") and row[c]]
+        click.echo(f"{row['file']}: " + ", ".join(f"{n} {p:.3f}" for p, n in top)
+                   + (f"  | positive calls: {', '.join(calls) or 'none'}" if any(
+                       c.startswith("call_") for c in table.columns) else ""))
+    click.echo(f"wrote {len(table)} prediction(s) to {out_csv}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):")
+        for f, why in skipped:
+            click.echo(f"  {f}: {why}")
+
+
+@main.command()
+@click.argument("paper", type=click.Choice(["chexnet"]))
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The dataset in its real layout (not needed with --demo).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--split", default="official", show_default=True, type=click.Choice(["official", "random"]))
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipe beside the paper's, and stop.")
+@click.option("--demo", is_flag=True, help="Run the chain on freshly synthesized phantoms (minutes on a CPU).")
+@click.option("--weights", default=None, help="Override the recipe's weights (imagenet, a file, none).")
+@click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
+@click.option("--allow-missing", is_flag=True, help="Prepare a partial download (missing images counted).")
+def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, allow_missing):
+    """prepare -> train -> evaluate with a paper's recipe, ending in OUT/report.md beside the
+    paper's published table."""
+    from cxr_tf.reproduce import reproduce as run
+
+    res = run(paper, out_dir, data_dir, split=split, demo=demo, dry_run=dry_run, weights=weights,
+              epochs=epochs, allow_missing=allow_missing or None)
+    if dry_run:
+        click.echo(res["table"])
+        return
+    click.echo(f"mean AUROC {res['mean_auroc']:.4f} in {res['seconds'] / 60:.1f} min; report: {res['report']}")

@@ -80,7 +80,8 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def decode_file(path: str | os.PathLike) -> np.ndarray:
-    """Read and decode an image file to an 8-bit grayscale array; errors name the file."""
+    """Read and decode an image file (PNG, JPEG, ... or DICOM) to an 8-bit grayscale array;
+    errors name the file."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -88,4 +89,8 @@ def decode_file(path: str | os.PathLike) -> np.ndarray:
         raise CxrImageError(path, "file not found") from None
     except OSError as exc:
         raise CxrImageError(path, f"cannot read: {exc.strerror or exc}") from None
+    from cxr_tf.imaging.dicom import is_dicom
+    if data and is_dicom(data, os.fspath(path)):
+        from cxr_tf.imaging.dicom import read_dicom
+        return read_dicom(path, data)[0]
     return decode_bytes(data, os.fspath(path))

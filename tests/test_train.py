@@ -1,0 +1,107 @@
+"""Training: the run directory, resume after a kill, MirroredStrategy on two logical CPUs,
+TensorBoard scalars; evaluation on a tiny phantom run."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from cxr_tf.errors import CxrError
+from cxr_tf.train import TrainConfig, train
+
+
+def cfg(records, out, **kw):
+    base = dict(records=str(records), out=str(out), preset="tiny", weights=None, epochs=2,
+                batch_size=8, image_size=48, verbose=0, strategy="default")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(records_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    train(cfg(records_dir, out))
+    return out
+
+
+def test_run_directory(tiny_run, records_dir):
+    c = json.loads((tiny_run / "config.json").read_text())
+    assert c["backbone"] == "tiny" and c["image_size"] == 48 and c["normalization"] == "imagenet"
+    assert c["lr"] == 1e-3 and c["beta_1"] == 0.9 and c["beta_2"] == 0.999 and c["loss"] == "bce"
+    assert len(c["findings"]) == 14
+    split = json.loads((tiny_run / "split_summary.json").read_text())
+    assert split["splits"]["train"]["images"] == json.loads((records_dir / "summary.json").read_text())["splits"]["train"]["images"]
+    state = json.loads((tiny_run / "state.json").read_text())
+    assert state["epoch"] == 2 and (tiny_run / state["checkpoint"]).is_file()
+    assert len(list((tiny_run / "checkpoints").glob("*.keras"))) == 1
+    assert (tiny_run / "model.keras").is_file() and not list(tiny_run.rglob("*partial*"))
+    hist = pd.read_csv(tiny_run / "history.csv")
+    assert {"loss", "val_loss", "val_auroc_mean", "learning_rate", "val_auroc_Cardiomegaly"} <= set(hist.columns)
+    timing = json.loads((tiny_run / "timing.json").read_text())
+    assert timing["first_step_s"] > 0
+
+
+def test_tensorboard_scalars(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = set()
+    for sub in ("train", "validation"):
+        acc = EventAccumulator(str(tiny_run / "logs" / sub))
+        acc.Reload()
+        tags |= set(acc.Tags().get("tensors", [])) | set(acc.Tags().get("scalars", []))
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_auroc_mean", "epoch_auroc_Effusion"} <= tags
+
+
+def test_existing_run_needs_resume(tiny_run, records_dir):
+    with pytest.raises(CxrError, match="--resume"):
+        train(cfg(records_dir, tiny_run))
+
+
+class _Kill(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.optimizer.iterations.numpy() > self.params["steps"] + 2:
+            raise KeyboardInterrupt("simulated kill in epoch 2")
+
+
+def test_resume_after_kill(records_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(records_dir, out, epochs=3), callbacks=[_Kill()])
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 1                      # epoch 2 never completed
+    steps = len(pd.read_csv(records_dir / "manifest.csv").query("split == 'train'")) // 8
+    final = train(cfg(records_dir, out, epochs=3), resume=True)
+    assert final["epoch"] == 3 and [h["epoch"] for h in final["history"]] == [1, 2, 3]
+    from cxr_tf.models import load_model
+    ckpt = load_model(out / final["checkpoint"], compile=True)
+    assert int(ckpt.optimizer.iterations.numpy()) == 3 * steps   # optimizer state continued
+    assert "plateau" in final
+
+
+def test_mirrored_strategy_training(records_dir, tmp_path):
+    assert len(tf.config.list_logical_devices("CPU")) == 2
+    state = train(cfg(records_dir, tmp_path / "mirrored", epochs=1, strategy="auto"))
+    assert state["epoch"] == 1
+    env = json.loads((tmp_path / "mirrored" / "environment.json").read_text())
+    assert len([d for d in env["devices"] if "CPU" in d]) == 2
+
+
+def test_evaluate_tiny_run(tiny_run):
+    from cxr_tf.evaluate import evaluate
+    m = evaluate(tiny_run, split="test", n_boot=50)
+    table = pd.read_csv(tiny_run / "metrics.csv")
+    assert len(table) == 15 and table["finding"].iloc[-1] == "mean"
+    ok = table["auroc"].notna()
+    assert ((table.loc[ok, "auroc_ci_low"] <= table.loc[ok, "auroc"] + 1e-9) &
+            (table.loc[ok, "auroc"] <= table.loc[ok, "auroc_ci_high"] + 1e-9)).all()
+    assert (table["baseline_auroc"] == 0.5).all() and (table["baseline_recall"] == 0).all()
+    preds = pd.read_csv(tiny_run / "predictions_test.csv")
+    assert "patient" not in preds.columns and len(preds) == m["images"]
+    assert set(json.loads((tiny_run / "thresholds.json").read_text())["thresholds"]) == set(m["findings"])
+    from sklearn.metrics import roc_auc_score
+    f = table.loc[ok, "finding"].iloc[0]
+    assert roc_auc_score(preds[f"label_{f}"], preds[f"prob_{f}"]) == pytest.approx(table.loc[ok, "auroc"].iloc[0])
+    for fig in ("roc_curves.png", "pr_curves.png", "confusion_matrices.png"):
+        assert (tiny_run / fig).stat().st_size > 10_000
