@@ -37,8 +37,12 @@ def strategy_for(kind: str = "auto") -> tf.distribute.Strategy:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif kind == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        strategy = tf.distribute.MirroredStrategy(devices)
+        if gpus:
+            strategy = tf.distribute.MirroredStrategy([d.name for d in gpus])
+        else:  # CPU devices: no NCCL; reduce on one device (collectives can clash between strategies)
+            strategy = tf.distribute.MirroredStrategy(
+                [d.name for d in tf.config.list_logical_devices("CPU")],
+                cross_device_ops=tf.distribute.ReductionToOneDevice())
     elif kind == "default":
         strategy = tf.distribute.get_strategy()
     else:

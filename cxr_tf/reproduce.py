@@ -19,7 +19,8 @@ from cxr_tf.errors import CxrError
 log = logging.getLogger(__name__)
 RECIPE_TO_TRAIN = {"model": "backbone", "head": "head", "image_size": "image_size", "loss": "loss",
                    "learning_rate": "lr", "batch_size": "batch_size", "beta_1": "beta_1",
-                   "beta_2": "beta_2", "weights": "weights", "epochs": "epochs"}
+                   "beta_2": "beta_2", "weights": "weights", "epochs": "epochs",
+                   "bn_momentum": "bn_momentum"}
 
 
 def resolve(paper: str, demo: bool = False, **overrides) -> tuple[dict, dict]:
@@ -39,22 +40,19 @@ def resolve(paper: str, demo: bool = False, **overrides) -> tuple[dict, dict]:
 
 def dry_run_table(paper: str, settings: dict, recipe: dict) -> str:
     """The resolved recipe beside the paper's stated one, as Markdown."""
-    lines = ["| setting | this run | paper |", "|---|---|---|"]
+    ours = dict(settings)
+    ours["augment"] = "horizontal flip" if settings.get("hflip", True) else "none"
+    ours.update({"optimizer": "Adam (fused kernel, same update)",
+                 "lr_schedule": "ReduceLROnPlateau(val_loss, factor 0.1, patience 1)",
+                 "checkpoint": "lowest validation loss (run/model.keras)",
+                 "normalization": "ImageNet mean/std", "split": "see the report's split line"})
     inverse = {v: k for k, v in RECIPE_TO_TRAIN.items()}
-    for key in sorted(set(settings) | {RECIPE_TO_TRAIN.get(k, k) for k in recipe}):
-        paper_val = recipe.get(inverse.get(key, key), "")
-        lines.append(f"| {key} | {settings.get(key, '(default)')} | {paper_val} |")
-    for key in ("optimizer", "lr_schedule", "checkpoint", "normalization", "split"):
-        if key in recipe:
-            lines.append(f"| {key} | {_ours(key)} | {recipe[key]} |")
+    keys = [k for k in ours if k not in ("hflip", "preset")]
+    keys += [k for k in recipe if k not in keys and RECIPE_TO_TRAIN.get(k) not in keys]
+    lines = ["| setting | this run | paper |", "|---|---|---|"]
+    for key in keys:
+        lines.append(f"| {key} | {ours.get(key, '(default)')} | {recipe.get(inverse.get(key, key), '')} |")
     return "\n".join(lines)
-
-
-def _ours(key: str) -> str:
-    return {"optimizer": "Adam (fused kernel, same update)",
-            "lr_schedule": "ReduceLROnPlateau(val_loss, factor 0.1, patience 1)",
-            "checkpoint": "lowest validation loss (model.keras)",
-            "normalization": "ImageNet mean/std", "split": "see report"}[key]
 
 
 def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: bool = False,

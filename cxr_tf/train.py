@@ -45,6 +45,7 @@ class TrainConfig:
     plateau_factor: float = 0.1
     plateau_patience: int = 1
     min_lr: float = 1e-7
+    bn_momentum: float | None = 0.9   # PyTorch BN momentum 0.1, as CheXNet trained; None keeps Keras 0.99
     hflip: bool = True
     crop_scale: list | None = None
     rotation: float = 0.0
@@ -156,6 +157,10 @@ def train(config: TrainConfig, resume: bool = False, callbacks: list | None = No
         else:
             model = build_model(cfg.preset, backbone=cfg.backbone, head=cfg.head, findings=cfg.findings,
                                 weights=cfg.weights, image_size=cfg.image_size)
+            if cfg.bn_momentum is not None:  # e.g. 0.9 = PyTorch's BN momentum 0.1 (CheXNet's framework)
+                for layer in model.layers:
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.momentum = cfg.bn_momentum
             model.compile(optimizer=FusedAdam(cfg.lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2),
                           loss=losses.get(cfg.loss, **loss_kwargs), jit_compile=cfg.jit_compile)
         model.optimizer.build(model.trainable_variables)   # no variable creation inside the trace

@@ -122,19 +122,21 @@ def summary(records_dir):
 @click.option("--batch-size", default=16, show_default=True, help="Global batch size.")
 @click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate (÷10 on plateau).")
 @click.option("--image-size", default=None, type=int, help="Model input side [default: preset's].")
+@click.option("--bn-momentum", default=0.9, show_default=True, type=float,
+              help="BatchNorm momentum (0.9 = PyTorch's 0.1, which CheXNet trained with).")
 @click.option("--mixed-precision", is_flag=True, help="float16 on GPU, bfloat16 on CPU.")
 @click.option("--jit-compile", is_flag=True, help="XLA-compile the train step (slow start on CPU).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--deterministic", is_flag=True, help="Deterministic data order and ops.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def train(records, out_dir, preset, backbone, weights, loss, epochs, batch_size, lr, image_size,
-          mixed_precision, jit_compile, seed, deterministic, resume):
+          bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
     """Train a model on prepared records (default: the CheXNet recipe)."""
     from cxr_tf.train import TrainConfig, train as run
 
     cfg = TrainConfig(records=records, out=out_dir, preset=preset, backbone=backbone, weights=weights,
                       loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                      mixed_precision=mixed_precision, jit_compile=jit_compile, seed=seed,
+                      bn_momentum=bn_momentum, mixed_precision=mixed_precision, jit_compile=jit_compile, seed=seed,
                       deterministic=deterministic, verbose=1)
     state = run(cfg, resume=resume)
     click.echo(f"trained {state.get('epoch')} epoch(s); best val_loss {state.get('best_val_loss')} "
