@@ -153,3 +153,33 @@ def _num(v):
         return float(v)
     except (TypeError, ValueError):
         return v
+
+
+class CamImages(keras.callbacks.Callback):
+    """Each epoch, log a few validation images with their Grad-CAM overlay (the image's most
+    probable finding) to TensorBoard, so one can watch where the model starts to look."""
+
+    def __init__(self, logdir, images: np.ndarray, display: np.ndarray, findings, method: str = "gradcam"):
+        super().__init__()
+        self.logdir, self.images, self.display = str(logdir), images, display
+        self.findings, self.method = list(findings), method
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import matplotlib
+        import tensorflow as tf
+
+        from cxr_tf.explain import heatmaps
+        probs = self.model.predict(self.images, verbose=0)
+        targets = probs.argmax(axis=1)
+        maps = heatmaps(self.model, self.images, targets, self.method)
+        jet = matplotlib.colormaps["jet"]
+        gray = np.repeat(self.display[..., None], 3, axis=-1)
+        overlays = 0.55 * gray + 0.45 * jet(maps)[..., :3]
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir)
+        with self._writer.as_default():
+            for i, (img, t) in enumerate(zip(overlays, targets)):
+                tf.summary.image(f"gradcam/{i}", img[None].astype(np.float32), step=epoch,
+                                 description=f"{self.findings[t]} p={probs[i, t]:.3f}")
+        self._writer.flush()

@@ -20,14 +20,15 @@ log = logging.getLogger(__name__)
 RECIPE_TO_TRAIN = {"model": "backbone", "head": "head", "image_size": "image_size", "loss": "loss",
                    "learning_rate": "lr", "batch_size": "batch_size", "beta_1": "beta_1",
                    "beta_2": "beta_2", "weights": "weights", "epochs": "epochs",
-                   "bn_momentum": "bn_momentum"}
+                   "bn_momentum": "bn_momentum", "transition_depth": "transition_depth",
+                   "lse_r": "lse_r"}
 
 
 def resolve(paper: str, demo: bool = False, **overrides) -> tuple[dict, dict]:
     """(train settings, the paper's stated recipe) for a paper, with demo and user overrides."""
     cfg = cards.reproduction(paper)
     recipe = dict(cfg["recipe"])
-    settings = {"preset": cfg.get("preset", paper)}
+    settings = {"preset": recipe.get("preset", cfg.get("preset", paper))}
     for key, target in RECIPE_TO_TRAIN.items():
         if key in recipe:
             settings[target] = recipe[key]
@@ -45,7 +46,9 @@ def dry_run_table(paper: str, settings: dict, recipe: dict) -> str:
     ours.update({"optimizer": "Adam (fused kernel, same update)",
                  "lr_schedule": "ReduceLROnPlateau(val_loss, factor 0.1, patience 1)",
                  "checkpoint": "lowest validation loss (run/model.keras)",
-                 "normalization": "ImageNet mean/std", "split": "see the report's split line"})
+                 "normalization": _backbone_normalization(settings.get("backbone", "densenet121")),
+                 "split": "see the report's split line", "heatmap_thresholds": "[60, 180]",
+                 "localization_T": "[0.1, 0.25, 0.5, 0.75, 0.9]", "training": "cxr-tf train (Keras 3)"})
     inverse = {v: k for k, v in RECIPE_TO_TRAIN.items()}
     keys = [k for k in ours if k not in ("hflip", "preset")]
     keys += [k for k in recipe if k not in keys and RECIPE_TO_TRAIN.get(k) not in keys]
@@ -53,6 +56,19 @@ def dry_run_table(paper: str, settings: dict, recipe: dict) -> str:
     for key in keys:
         lines.append(f"| {key} | {ours.get(key, '(default)')} | {recipe.get(inverse.get(key, key), '')} |")
     return "\n".join(lines)
+
+
+def _backbone_normalization(backbone: str) -> str:
+    """The input normalization a backbone's weights expect (read from the presets data file,
+    without importing Keras)."""
+    from pathlib import Path as _P
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    with open(_P(__file__).parent / "models" / "presets.toml", "rb") as fh:
+        norm = tomllib.load(fh)["backbones"][backbone]["normalization"]
+    return {"imagenet": "ImageNet mean/std"}.get(norm, f"{norm.split(':')[-1]} preprocess_input")
 
 
 def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: bool = False,
@@ -96,8 +112,16 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
     else:
         train(tc)
     metrics = evaluate(run, split="test", n_boot=int(cfg.get("demo", {}).get("bootstrap", 1000)) if demo else 1000)
+    localization = None
+    if (records / "boxes.csv").is_file() and len((records / "boxes.csv").read_text().splitlines()) > 1:
+        from cxr_tf.localize import localize_run
+        localize_run(run, method="cam")
+        localization = (run / "localization.md").read_text()
     elapsed = time.perf_counter() - t0
     report = render_report(paper, cfg, metrics, split, demo, settings, recipe, elapsed)
+    if localization:
+        report += "\n## Weakly-supervised localization (CAM, test images with boxes)\n\n" + \
+            localization.split("\n", 2)[2] + "\n"
     atomic.write_text(out / "report.md", report)
     return {"report": str(out / "report.md"), "mean_auroc": metrics["mean_auroc"], "seconds": elapsed,
             "run": str(run)}

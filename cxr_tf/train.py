@@ -32,6 +32,8 @@ class TrainConfig:
     preset: str = "chexnet"
     backbone: str | None = None
     head: str | None = None
+    transition_depth: int | None = None
+    lse_r: float | None = None
     weights: str | None = "imagenet"
     findings: list | None = None
     image_size: int | None = None
@@ -62,6 +64,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 2048
     verbose: int = 2
+    tb_cam_images: int = 4            # validation images with Grad-CAM overlays in TensorBoard
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
@@ -156,7 +159,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: list | None = No
             log.info("resuming %s from epoch %d", run, state["epoch"])
         else:
             model = build_model(cfg.preset, backbone=cfg.backbone, head=cfg.head, findings=cfg.findings,
-                                weights=cfg.weights, image_size=cfg.image_size)
+                                weights=cfg.weights, image_size=cfg.image_size,
+                                transition_depth=cfg.transition_depth, lse_r=cfg.lse_r)
             if cfg.bn_momentum is not None:  # e.g. 0.9 = PyTorch's BN momentum 0.1 (CheXNet's framework)
                 for layer in model.layers:
                     if isinstance(layer, keras.layers.BatchNormalization):
@@ -184,6 +188,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: list | None = No
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False,
                                                      update_freq="epoch", profile_batch=0))
+    if chief and cfg.tb_cam_images:
+        callbacks.append(_cam_callback(cfg, run))
     callbacks += extra
     initial = state["epoch"] if state else 0
     if initial >= cfg.epochs:
@@ -194,6 +200,21 @@ def train(config: TrainConfig, resume: bool = False, callbacks: list | None = No
     final = json.loads(state_file.read_text()) if state_file.exists() else {}
     final["timing"] = timer.result()
     return final
+
+
+def _cam_callback(cfg: TrainConfig, run: Path):
+    """The TensorBoard Grad-CAM callback on the first validation images."""
+    import numpy as np
+
+    from cxr_tf.callbacks import CamImages
+    from cxr_tf.pipeline import make_dataset
+    ds = make_dataset(cfg.records, "val", training=False, batch_size=cfg.tb_cam_images,
+                      image_size=cfg.image_size, normalization=cfg.normalization, findings=cfg.findings)
+    images = next(iter(ds))[0].numpy()
+    gray = make_dataset(cfg.records, "val", training=False, batch_size=cfg.tb_cam_images,
+                             image_size=cfg.image_size, normalization="unit", findings=cfg.findings)
+    display = next(iter(gray))[0].numpy()[..., 0]
+    return CamImages(run / "logs" / "cam", images, np.clip(display, 0, 1), cfg.findings)
 
 
 def _environment() -> dict:

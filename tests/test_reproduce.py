@@ -61,3 +61,24 @@ def test_predict_png_and_dicom(records_dir, tmp_path):
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 2 and "prob_Cardiomegaly" in table and "call_Cardiomegaly" in table
     assert table.filter(like="prob_").to_numpy().min() >= 0
+
+
+def test_chestxray8_recipe_dry_run(tmp_path):
+    res = CliRunner().invoke(main, ["reproduce", "chestxray8", "--dry-run", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    for row in ("| backbone | resnet50 | resnet50 |", "| head | transition_lse | transition_lse |",
+                "| loss | wcel | wcel |", "| lse_r | 10.0 | 10.0 |", "| heatmap_thresholds | [60, 180] | [60, 180] |"):
+        assert row in res.output
+
+
+def test_chestxray8_head_trains_with_wcel(records_dir, tmp_path):
+    from cxr_tf.train import TrainConfig, train
+    state = train(TrainConfig(records=str(records_dir), out=str(tmp_path / "cx8"), preset="chestxray8",
+                              backbone="tiny", weights=None, loss="wcel", epochs=1, batch_size=8,
+                              image_size=48, transition_depth=16, verbose=0, strategy="default",
+                              tb_cam_images=0))
+    assert state["epoch"] == 1
+    cfg = json.loads((tmp_path / "cx8" / "config.json").read_text())
+    assert cfg["findings"] == cards.dataset_card("chestxray14")["findings_chestxray8"]
+    from cxr_tf.models import cam_layer, load_model
+    assert cam_layer(load_model(tmp_path / "cx8" / "model.keras")) == "transition_relu"

@@ -52,6 +52,10 @@ def test_tensorboard_scalars(tiny_run):
         acc.Reload()
         tags |= set(acc.Tags().get("tensors", [])) | set(acc.Tags().get("scalars", []))
     assert {"epoch_loss", "epoch_learning_rate", "epoch_auroc_mean", "epoch_auroc_Effusion"} <= tags
+    cam = EventAccumulator(str(tiny_run / "logs" / "cam"), size_guidance={"tensors": 0})
+    cam.Reload()
+    images = [t for t in cam.Tags().get("tensors", []) if t.startswith("gradcam/")]
+    assert len(images) == 4 and len(cam.Tensors(images[0])) == 2        # 4 images, logged every epoch
 
 
 def test_existing_run_needs_resume(tiny_run, records_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -190,7 +191,7 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 
 
 @main.command()
-@click.argument("paper", type=click.Choice(["chexnet"]))
+@click.argument("paper", type=click.Choice(["chexnet", "chestxray8"]))
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="The dataset in its real layout (not needed with --demo).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
@@ -211,3 +212,37 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, a
         click.echo(res["table"])
         return
     click.echo(f"mean AUROC {res['mean_auroc']:.4f} in {res['seconds'] / 60:.1f} min; report: {res['report']}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--method", default="gradcam", show_default=True,
+              type=click.Choice(["cam", "gradcam", "gradcam++", "scorecam", "smoothgrad", "ig", "lime"]))
+@click.option("--finding", default=None, help="Explain this finding (default: the --top most probable).")
+@click.option("--top", default=1, show_default=True, help="How many of the most probable findings to explain.")
+@click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images instead of failing.")
+def explain(model, images, method, finding, top, out_dir, skip_bad):
+    """Heatmaps in original-image coordinates: overlays (PNG) and raw maps (.npy)."""
+    from cxr_tf.explain.run import explain_files
+
+    written = explain_files(model, images, out_dir, method=method, finding=finding, top=top, skip_bad=skip_bad)
+    for w in written:
+        click.echo(f"{w['file']}: {w['finding']} p={w['probability']:.3f} -> {w['png']}")
+    click.echo(f"wrote {len(written)} overlay(s) and heatmap(s) to {out_dir}")
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Re-read the ground-truth box list from the dataset [default: the records' boxes.csv].")
+@click.option("--method", default="cam", show_default=True,
+              type=click.Choice(["cam", "gradcam", "gradcam++", "scorecam", "smoothgrad", "ig"]))
+def localize(run_dir, data_dir, method):
+    """Score weakly-supervised localization against the ground-truth boxes (ChestX-ray8 Table 4)."""
+    from cxr_tf.localize import localize_run
+
+    table = localize_run(run_dir, method, data_dir=data_dir)
+    click.echo((Path(run_dir) / "localization.md").read_text())
+    click.echo(f"{len(table)} rows in {run_dir}/localization.csv")

@@ -101,7 +101,7 @@ def lime_maps(model, images, targets, samples: int = 200, seed: int = 0) -> np.n
             return model.predict(np.asarray(batch, np.float32) * (hi[i] - lo[i]) + lo[i], verbose=0)
         exp = lime_image.LimeImageExplainer(random_state=seed).explain_instance(
             display[i].astype(np.double), classify, labels=(int(t),), top_labels=None,
-            num_samples=samples, batch_size=32, progress_bar=False)
+            num_samples=samples, batch_size=32, random_seed=seed)
         weights = dict(exp.local_exp[int(t)])
         out[i] = np.vectorize(lambda s: max(weights.get(s, 0.0), 0.0))(exp.segments)
     return _normalize(out)

@@ -1,0 +1,88 @@
+"""Heatmaps: every method returns finite [B, H, W] maps; CAM uses the preset's layer; the mapping to
+original-image pixels through resize, pad and crop puts a known lesion where it is."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from cxr_tf.explain import METHODS, heatmaps, input_to_original, to_original
+from cxr_tf.imaging import fit
+from cxr_tf.models import build_model, cam_layer
+from cxr_tf.pipeline import preprocess_batch
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    return build_model("tiny", weights=None, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_batched_finite(tiny, batch, method):
+    opts = {"samples": 20} if method == "lime" else {"samples": 3} if method == "smoothgrad" else {}
+    opts.update({"steps": 4} if method == "ig" else {})
+    maps = heatmaps(tiny, batch, [1, 5], method, **opts)
+    assert maps.shape == (2, 32, 32) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_cam_uses_the_preset_layer_by_hand(tiny, batch):
+    assert cam_layer(tiny) == "tiny_relu"
+    feats = keras.Model(tiny.inputs, tiny.get_layer("tiny_relu").output).predict(batch, verbose=0)
+    kernel = tiny.get_layer("predictions").get_weights()[0]
+    raw = np.einsum("bhwc,ck->bkhw", feats, kernel)
+    t = int(np.argmax(np.minimum(raw[0].max(axis=(1, 2)), raw[1].max(axis=(1, 2)))))  # positive in both
+    manual = np.maximum(raw[:, t], 0)
+    manual /= manual.reshape(2, -1).max(axis=1)[:, None, None]
+    small = tf.image.resize(heatmaps(tiny, batch, [t, t], "cam")[..., None], manual.shape[1:], "area").numpy()[..., 0]
+    assert np.corrcoef(small.ravel(), manual.ravel())[0, 1] > 0.95
+
+
+def test_densenet_gradcam_targets_final_relu():
+    m = build_model("chexnet", weights=None, image_size=32)
+    assert cam_layer(m) == "relu"
+    maps = heatmaps(m, np.zeros((1, 32, 32, 3), np.float32), [0], "gradcam")
+    assert maps.shape == (1, 32, 32) and np.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("aspect", ["pad", "crop", "stretch"])
+@pytest.mark.parametrize("w,h", [(300, 200), (160, 240), (256, 256)])
+def test_known_lesion_maps_back_to_original(aspect, w, h):
+    """A bright disc at a known original position; the 'heatmap' is the model-input image itself
+    after prepare (fit to 64) and the pipeline (resize to 48). Back in original pixels, the peak
+    must sit on the disc."""
+    cx, cy = int(w * 0.6), int(h * 0.45)
+    yy, xx = np.mgrid[:h, :w]
+    original = np.where((xx - cx) ** 2 + (yy - cy) ** 2 <= 36, 255, 20).astype(np.uint8)
+    stored, aff = fit(original, 64, aspect)
+    model_input = preprocess_batch(tf.constant(stored[None, ..., None]), 48, channels=1).numpy()[0, ..., 0]
+    full = to_original(model_input, image_size=48, stored_size=64, affine=(aff.sx, aff.sy, aff.tx, aff.ty),
+                       orig_size=(w, h))
+    assert full.shape == (h, w)
+    py, px = np.unravel_index(np.argmax(full), full.shape)
+    assert abs(px - cx) <= 5 and abs(py - cy) <= 5
+    mx, my = input_to_original(48 * ((cx + 0.5) * aff.sx + aff.tx) / 64, 48 * ((cy + 0.5) * aff.sy + aff.ty) / 64,
+                               image_size=48, stored_size=64, affine=(aff.sx, aff.sy, aff.tx, aff.ty))
+    assert mx == pytest.approx(cx + 0.5) and my == pytest.approx(cy + 0.5)
+
+
+def test_explain_cli_on_real_nih_images(shared_dir, tmp_path):
+    from click.testing import CliRunner
+    from cxr_tf.cli import main
+    model = build_model("tiny", weights=None, image_size=64)
+    model.save(tmp_path / "model.keras")
+    images = [str(shared_dir / "nih/images/00000001_000.png"), str(shared_dir / "nih/images/00029539_000.png")]
+    for method in METHODS:
+        res = CliRunner().invoke(main, ["explain", str(tmp_path / "model.keras"), *images, "--method", method,
+                                        "--finding", "Cardiomegaly", "--out", str(tmp_path / method)])
+        assert res.exit_code == 0, (method, res.output)
+        pngs = sorted((tmp_path / method).glob("*.png"))
+        assert len(pngs) == 2 and all(p.stat().st_size > 5000 for p in pngs)
+        heat = np.load(sorted((tmp_path / method).glob("00000001_000_*.npy"))[0])
+        assert heat.shape == (512, 512) and np.isfinite(heat).all()     # the publisher's 512-px copy
