@@ -109,3 +109,15 @@ def test_evaluate_tiny_run(tiny_run):
     assert roc_auc_score(preds[f"label_{f}"], preds[f"prob_{f}"]) == pytest.approx(table.loc[ok, "auroc"].iloc[0])
     for fig in ("roc_curves.png", "pr_curves.png", "confusion_matrices.png"):
         assert (tiny_run / fig).stat().st_size > 10_000
+
+
+def test_mixed_precision_run(records_dir, tmp_path):
+    import keras
+    try:
+        state = train(cfg(records_dir, tmp_path / "mp", epochs=1, mixed_precision=True, tb_cam_images=0))
+        assert state["epoch"] == 1
+        from cxr_tf.models import load_model
+        m = load_model(tmp_path / "mp" / "model.keras")
+        assert m.get_layer("predictions").dtype_policy.compute_dtype == "float32"   # sigmoid in float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -34,9 +34,12 @@ def test_other_presets(preset, layer, n):
     assert not any(isinstance(x, keras.Model) for x in m.layers)
 
 
-def test_resnet_cam_layer():
-    m = build_model(backbone="resnet50", weights=None, image_size=32)
-    assert cam_layer(m) == "conv5_block3_out" and not any(isinstance(x, keras.Model) for x in m.layers)
+@pytest.mark.parametrize("backbone,size,layer", [("resnet50", 32, "conv5_block3_out"), ("vgg16", 32, "block5_conv3"),
+                                                 ("inception_v3", 75, "mixed10")])
+def test_other_backbones_flat_with_cam_layer(backbone, size, layer):
+    m = build_model(backbone=backbone, weights=None, image_size=size)
+    assert cam_layer(m) == layer and not any(isinstance(x, keras.Model) for x in m.layers)
+    assert m.get_layer(layer).output.shape[-1] > 0 and m.output_shape == (None, 14)
 
 
 def test_save_load_identical_predictions(tmp_path):
