@@ -30,8 +30,9 @@ def predict_split(run_dir, split: str, records=None, model=None):
     from cxr_tf.models import findings_of, load_model
     from cxr_tf.pipeline import make_dataset, split_frame
 
+    from cxr_tf.train import run_config
     run = Path(run_dir)
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = run_config(run)
     records = records or cfg["records"]
     model = model or load_model(run / "model.keras")
     findings = findings_of(model)
@@ -89,7 +90,9 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
              with_patient: bool = False, figures: bool = True) -> dict:
     """Evaluate a run on a split; write the files listed in the module doc and return metrics."""
+    from cxr_tf.train import run_config
     run = Path(run_dir)
+    run_config(run)
     if not (run / "model.keras").is_file():
         raise CxrError(f"{run}: no model.keras (train first, or point --run at a run directory)")
     from cxr_tf.models import load_model

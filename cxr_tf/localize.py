@@ -116,7 +116,6 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
 
     Boxes come from the records' ``boxes.csv`` (original pixels), or, with ``data_dir``, are
     re-read from the dataset's own box list and scaled to each file's size."""
-    import json
     from pathlib import Path
 
     from cxr_tf import atomic, cards
@@ -125,8 +124,9 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
     from cxr_tf.pipeline import make_dataset
     from cxr_tf.prepare import load_summary
 
+    from cxr_tf.train import run_config
     run = Path(run_dir)
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = run_config(run)
     records = Path(records or cfg["records"])
     summary = load_summary(records)
     stored = int(summary["config"]["size"])

@@ -84,6 +84,14 @@ class TrainConfig:
         return cfg
 
 
+def run_config(run_dir) -> dict:
+    """A run directory's resolved ``config.json``; a clear error if it is not a run directory."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CxrError(f"{run_dir}: not a run directory (no config.json); train one with `cxr-tf train`")
+    return json.loads(path.read_text())
+
+
 def _configure_tf(cfg: TrainConfig):
     """Seeds, determinism, precision and the start-up settings, before any model is built."""
     import keras
@@ -114,7 +122,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: list | None = No
     if resume:
         if not state_file.is_file():
             raise CxrError(f"{run}: nothing to resume (no state.json)")
-        saved = json.loads((run / "config.json").read_text())
+        saved = run_config(run)
         saved.update({k: getattr(cfg, k) for k in ("epochs", "verbose")})
         cfg = TrainConfig(**saved)
     elif (run / "config.json").exists():

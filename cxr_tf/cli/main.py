@@ -20,12 +20,15 @@ def _setup_logging(verbose: int) -> None:
 
 
 class _Group(click.Group):
-    """Turn cxr_tf's own errors into one clear line and exit code 2, not a traceback."""
+    """Turn cxr_tf's errors (and bad-value errors) into one clear line and exit code 2, not a
+    traceback; ``-vv`` shows the traceback too."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except CxrError as exc:
+        except (CxrError, ValueError) as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 

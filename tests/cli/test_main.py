@@ -61,3 +61,17 @@ def test_prepare_missing_images_is_one_clear_line(tmp_path, make_layout):
     res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(data),
                                     "--out", str(tmp_path / "rec"), "--workers", "1", "--allow-missing"])
     assert res.exit_code == 0 and "skipped: 1 missing, 0 unreadable" in res.output
+
+
+@pytest.mark.parametrize("args", [["evaluate", "--run", "{d}"], ["localize", "--run", "{d}"],
+                                  ["train", "--records", "{d}", "--out", "{d}/run"]])
+def test_not_a_run_or_records_dir_is_one_clear_line(tmp_path, args):
+    res = CliRunner().invoke(main, [a.format(d=tmp_path) for a in args])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error:") and str(tmp_path) in res.output and "Traceback" not in res.output
+
+
+def test_unknown_preset_is_one_clear_line(tmp_path, records_dir):
+    res = CliRunner().invoke(main, ["train", "--records", str(records_dir), "--out", str(tmp_path / "r"),
+                                    "--preset", "nonesuch"])
+    assert res.exit_code == 2 and "unknown preset 'nonesuch'" in res.output
