@@ -51,6 +51,16 @@ def test_predict_png_and_dicom(records_dir, tmp_path):
     Image.fromarray(np.full((80, 60), 120, np.uint8)).save(img / "a.png")
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(img / "b.jpg")
     (img / "broken.png").write_bytes(b"nope")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.1", generate_uid(), "CR"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 40, 30, 1, "MONOCHROME1"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.arange(1200, dtype=np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(img / "c.dcm", enforce_file_format=True)
     res = CliRunner().invoke(main, ["predict", str(run / "model.keras"), str(img), "--out", str(tmp_path / "p.csv")])
     assert res.exit_code == 2 and "broken.png" in res.output
     res = CliRunner().invoke(main, ["predict", str(run / "model.keras"), str(img), "--out",
@@ -59,7 +69,8 @@ def test_predict_png_and_dicom(records_dir, tmp_path):
     assert "skipped 1 unreadable" in res.output
     import pandas as pd
     table = pd.read_csv(tmp_path / "p.csv")
-    assert len(table) == 2 and "prob_Cardiomegaly" in table and "call_Cardiomegaly" in table
+    assert len(table) == 3 and "prob_Cardiomegaly" in table and "call_Cardiomegaly" in table
+    assert any(f.endswith("c.dcm") for f in table["file"])
     assert table.filter(like="prob_").to_numpy().min() >= 0
 
 
