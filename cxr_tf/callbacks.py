@@ -3,7 +3,6 @@ checkpoints with resumable state, and step timing."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path

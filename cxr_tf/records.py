@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
-import multiprocessing as mp
 import os
-import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from cxr_tf import atomic, tfrecord
 from cxr_tf.errors import CxrImageError
 from cxr_tf.imaging import decode_file, fit
 from cxr_tf.progress import progress
+from cxr_tf.parallel import mp_context
 
 log = logging.getLogger(__name__)
 ENCODINGS = ("png", "jpeg")
@@ -151,13 +150,6 @@ def write_shard(job: ShardJob) -> list[ImageResult]:
     return results
 
 
-def _context():
-    """``fork`` is cheap, but unsafe once TensorFlow is loaded in this process: then ``spawn``."""
-    if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
-
-
 def write_shards(jobs: list[ShardJob], workers: int | None = None, desc: str = "writing shards"
                  ) -> list[ImageResult]:
     """Write shards in parallel over ``workers`` processes (default: all cores), with a progress
@@ -168,14 +160,13 @@ def write_shards(jobs: list[ShardJob], workers: int | None = None, desc: str = "
     results: list[ImageResult] = []
     with progress(total=total, desc=desc, unit="img") as bar:
         if workers == 1:
-            global _TICKS
             for job in jobs:
                 res = write_shard(job)
                 results += res
                 bar.update(len(res))
                 _raise_first_failure(res, job)
             return results
-        ctx = _context()
+        ctx = mp_context()
         ticks = ctx.Manager().Queue() if ctx.get_start_method() == "spawn" else ctx.Queue()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(ticks,)) as pool:

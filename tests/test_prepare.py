@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxr_tf import tfrecord
 from cxr_tf.errors import CxrImageError, MissingImagesError
 from cxr_tf.imaging import decode_file, fit
 from cxr_tf.prepare import load_summary, prepare
 from cxr_tf.sources import chestxray14 as src
 
 tf = pytest.importorskip("tensorflow")
-from cxr_tf.pipeline import features_spec, read_examples  # noqa: E402
+from cxr_tf.pipeline import read_examples  # noqa: E402
 
 
 def _records(records_dir, split):
@@ -114,7 +113,6 @@ def test_odd_images_are_converted_not_skipped(phantom_dir, tmp_path):
     Image.fromarray(gray[2]).save(files[2], format="JPEG", quality=95)               # JPEG named .png
     s = prepare("chestxray14", data, tmp_path / "rec", size=64, workers=1, encoding="png")
     assert s["counts"]["written_images"] == 96 and s["counts"]["unreadable_images"] == 0
-    man = pd.read_csv(tmp_path / "rec" / "manifest.csv").set_index("image_id")
     recs = {}
     for split in ("train", "val", "test"):
         recs.update(_records(tmp_path / "rec", split))

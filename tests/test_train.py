@@ -4,7 +4,6 @@ TensorBoard scalars; evaluation on a tiny phantom run."""
 import json
 
 import keras
-import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cxr_tf import atomic, cards
+from cxr_tf.parallel import mp_context
 from cxr_tf.progress import progress
 from cxr_tf.synth.phantom import jitter_anatomy, render_phantom, sample_anatomy
 
@@ -127,8 +126,7 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
                 boxes.update(res)
                 bar.update(len(res))
         else:
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(workers) as pool:
+            with mp_context().Pool(workers) as pool:
                 for res in pool.imap(_render, tasks, chunksize=4):
                     boxes.update(res)
                     bar.update(len(res))

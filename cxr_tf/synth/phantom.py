@@ -315,7 +315,6 @@ def _edema(c, rng, ctx) -> Box:
 
 def _emphysema(c, rng, ctx) -> Box:
     """Hyperinflated, hyperlucent lungs with sparse markings and a few bullae; box = lungs."""
-    an = c.an
     for _ in range(int(rng.integers(1, 3))):
         x, y, s = sh.lung_point(c, rng, 0, (0.08, 0.35), (0.4, 0.85), 0.04)
         r = rng.uniform(0.03, 0.05)
