@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -11,11 +12,16 @@ from cxr_tf.cli import main
 from cxr_tf.reproduce import render_report, resolve
 
 
-def test_dry_run_shows_recipe_beside_paper(tmp_path):
-    res = CliRunner().invoke(main, ["reproduce", "chexnet", "--dry-run", "--out", str(tmp_path)])
+@pytest.mark.parametrize("paper,rows", [
+    ("chexnet", ("| backbone | densenet121 | densenet121 |", "| lr | 0.001 | 0.001 |",
+                 "| batch_size | 16 | 16 |", "| loss | bce | bce |", "| image_size | 224 | 224 |")),
+    ("chestxray8", ("| backbone | resnet50 | resnet50 |", "| head | transition_lse | transition_lse |",
+                    "| loss | wcel | wcel |", "| lse_r | 10.0 | 10.0 |", "| heatmap_thresholds | [60, 180] | [60, 180] |")),
+])
+def test_dry_run_shows_recipe_beside_paper(tmp_path, paper, rows):
+    res = CliRunner().invoke(main, ["reproduce", paper, "--dry-run", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    for row in ("| backbone | densenet121 | densenet121 |", "| lr | 0.001 | 0.001 |",
-                "| batch_size | 16 | 16 |", "| loss | bce | bce |", "| image_size | 224 | 224 |"):
+    for row in rows:
         assert row in res.output
     assert not list(tmp_path.iterdir())
 
@@ -71,14 +77,6 @@ def test_predict_png_and_dicom(records_dir, tmp_path):
     assert len(table) == 3 and "prob_Cardiomegaly" in table and "call_Cardiomegaly" in table
     assert any(f.endswith("c.dcm") for f in table["file"])
     assert table.filter(like="prob_").to_numpy().min() >= 0
-
-
-def test_chestxray8_recipe_dry_run(tmp_path):
-    res = CliRunner().invoke(main, ["reproduce", "chestxray8", "--dry-run", "--out", str(tmp_path)])
-    assert res.exit_code == 0, res.output
-    for row in ("| backbone | resnet50 | resnet50 |", "| head | transition_lse | transition_lse |",
-                "| loss | wcel | wcel |", "| lse_r | 10.0 | 10.0 |", "| heatmap_thresholds | [60, 180] | [60, 180] |"):
-        assert row in res.output
 
 
 def test_chestxray8_head_trains_with_wcel(records_dir, tmp_path):
