@@ -8,6 +8,15 @@ positives. Nothing about the ground truth (size, position, count) enters box gen
 
 Per finding and T: accuracy = correct ground-truth boxes / ground-truth boxes, and average false
 positives = false-positive boxes / images with that finding's ground truth (Table 4's layout).
+
+Two diagnostics sit beside the table, to tell a model that looks in the wrong place from a CAM too
+coarse to draw a tight box (both use the ground truth only for scoring):
+
+- **pointing**: the heatmap's maximum lies within half a feature-map cell of a ground-truth box
+  (the pointing game of Zhang et al. 2016, with a tolerance set by the CAM's stride);
+- **ceiling**: the accuracy reached by an oracle CAM, the ground-truth box mask averaged over each
+  cell of the model's S x S feature grid and upsampled like a real CAM. No model whose CAM lives
+  on that grid can be expected to beat it; it only grows with S (input size / stride).
 """
 
 from __future__ import annotations
@@ -76,13 +85,78 @@ def score_image(gt_boxes, detected, thresholds=THRESHOLDS) -> list[dict]:
     return rows
 
 
+def grid_cam(boxes, image_size: int, grid: int) -> np.ndarray:
+    """The oracle CAM for ``boxes`` ((x, y, w, h) in model-input pixels) on a ``grid`` x ``grid``
+    feature map: each cell holds the fraction of it the boxes cover, and the map is upsampled to
+    ``image_size`` bilinearly with half-pixel centres, as ``tf.image.resize`` upsamples a real CAM."""
+    edges = np.arange(grid + 1) * (image_size / grid)
+    cells = np.zeros((grid, grid))
+    for x, y, w, h in boxes:
+        cover_x = np.clip(np.minimum(edges[1:], x + w) - np.maximum(edges[:-1], x), 0, None)
+        cover_y = np.clip(np.minimum(edges[1:], y + h) - np.maximum(edges[:-1], y), 0, None)
+        cells = np.maximum(cells, np.outer(cover_y, cover_x) / (image_size / grid) ** 2)
+    pos = (np.arange(image_size) + 0.5) * grid / image_size - 0.5
+    rows = np.broadcast_to(pos[:, None], (image_size, image_size))
+    return ndimage.map_coordinates(cells, [rows, rows.T], order=1, mode="nearest").astype(np.float32)
+
+
+def oracle_ceiling(boxes: pd.DataFrame, grid: int, image_size: int, frame: float = 1024.0) -> pd.DataFrame:
+    """Localization rows (as :func:`score_image`, plus image_id and finding) that the oracle CAM
+    scores for a box list given in a square ``frame``-pixel original (the NIH box frame is 1024)
+    fed to the model at ``image_size`` with a ``grid`` x ``grid`` CAM. Summarize with
+    :func:`summarize` to get the resolution ceiling per finding and T."""
+    k = image_size / frame
+    rows = []
+    for (image_id, finding), g in boxes.groupby(["image_id", "finding"], sort=False):
+        truth = [tuple(v * k for v in b) for b in g[["x", "y", "w", "h"]].itertuples(index=False, name=None)]
+        for r in score_image(truth, boxes_from_heatmap(grid_cam(truth, image_size, grid))):
+            rows.append({"image_id": image_id, "finding": finding, **r})
+    return pd.DataFrame(rows)
+
+
+def peak_hits(heat: np.ndarray, gt_boxes, tolerance: float) -> bool:
+    """Pointing game: does the heatmap's maximum lie within ``tolerance`` pixels of a box?"""
+    heat = np.asarray(heat)
+    if not np.isfinite(heat).all() or heat.max() <= heat.min():
+        return False
+    py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    cx, cy = px + 0.5, py + 0.5
+    return any(x - tolerance <= cx <= x + w + tolerance and y - tolerance <= cy <= y + h + tolerance
+               for x, y, w, h in gt_boxes)
+
+
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per finding and T: accuracy over ground-truth boxes and average false positives per image."""
-    acc = rows.groupby(["T", "finding"])["correct"].mean().rename("accuracy")
-    fp = (rows.drop_duplicates(["image_id", "finding", "T"]).groupby(["T", "finding"])["false_positives"]
-          .mean().rename("avg_false_positives"))
-    n = rows.groupby(["T", "finding"]).size().rename("boxes")
-    return pd.concat([acc, fp, n], axis=1).reset_index()
+    """Per finding and T: accuracy over ground-truth boxes and average false positives per image
+    (plus the pointing and ceiling diagnostics when ``rows`` carries them)."""
+    groups = rows.groupby(["T", "finding"])
+    parts = [groups["correct"].mean().rename("accuracy"),
+             rows.drop_duplicates(["image_id", "finding", "T"]).groupby(["T", "finding"])["false_positives"]
+             .mean().rename("avg_false_positives"),
+             groups.size().rename("boxes")]
+    if "peak_in_box" in rows:
+        parts.append(groups["peak_in_box"].mean().rename("pointing"))
+    if "ceiling_correct" in rows:
+        parts.append(groups["ceiling_correct"].mean().rename("ceiling_accuracy"))
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def diagnostics_markdown(summary: pd.DataFrame, findings, grid: int | None = None) -> str:
+    """Per finding: boxes, pointing-game hit rate, and our accuracy beside the oracle ceiling at
+    each T (see the module doc)."""
+    present = [f for f in findings if f in set(summary["finding"])]
+    ts = sorted(summary["T"].unique())
+    idx = summary.set_index(["T", "finding"])
+    lines = ["| finding | boxes | pointing | " + " | ".join(f"Acc / ceiling T={t}" for t in ts) + " |",
+             "|---|---|---|" + "---|" * len(ts)]
+    for f in present:
+        first = idx.loc[(ts[0], f)]
+        cells = [f"{idx.loc[(t, f), 'accuracy']:.2f} / {idx.loc[(t, f), 'ceiling_accuracy']:.2f}" for t in ts]
+        lines.append(f"| {f} | {int(first['boxes'])} | {first['pointing']:.2f} | " + " | ".join(cells) + " |")
+    where = f" on the model's {grid}x{grid} feature grid" if grid else ""
+    lines += ["", "Pointing: the heatmap's peak lies within half a feature cell of a ground-truth box. "
+              f"Ceiling: the accuracy of an oracle CAM (the box mask averaged{where}, upsampled like the "
+              "real CAM); no CAM at this resolution can be expected to do better."]
+    return "\n".join(lines)
 
 
 def table_markdown(summary: pd.DataFrame, findings, reference: dict | None = None) -> str:
@@ -120,7 +194,7 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
 
     from cxr_tf import atomic, cards
     from cxr_tf.explain import heatmaps, to_original
-    from cxr_tf.models import findings_of, load_model
+    from cxr_tf.models import cam_layer, findings_of, load_model
     from cxr_tf.pipeline import make_dataset
     from cxr_tf.prepare import load_summary
 
@@ -132,6 +206,7 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
     stored = int(summary["config"]["size"])
     model = load_model(run / "model.keras")
     findings = findings_of(model)
+    grid = int(model.get_layer(cam_layer(model)).output.shape[1])
     gt = _ground_truth(records, summary, data_dir, split)
     gt = gt[gt["finding"].isin(findings)]
     wanted = set(gt["image_id"])
@@ -146,8 +221,15 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
                                affine=meta["affine"], orig_size=meta["orig_size"])
             mine = gt[(gt["image_id"] == meta["image_id"]) & (gt["finding"] == finding)]
             truth = list(mine[["x", "y", "w", "h"]].itertuples(index=False, name=None))
-            for r in score_image(truth, boxes_from_heatmap(full)):
-                rows.append({"image_id": meta["image_id"], "finding": finding, **r})
+            place = {"image_size": cfg["image_size"], "stored_size": stored, "affine": meta["affine"],
+                     "orig_size": meta["orig_size"]}
+            cell = stored / grid / float(np.mean(meta["affine"][:2]))      # a feature cell, original px
+            hit = peak_hits(full, truth, tolerance=cell / 2)
+            oracle = to_original(grid_cam([_to_input(b, **place) for b in truth], cfg["image_size"], grid), **place)
+            ceiling = score_image(truth, boxes_from_heatmap(oracle))
+            for r, c in zip(score_image(truth, boxes_from_heatmap(full)), ceiling):
+                rows.append({"image_id": meta["image_id"], "finding": finding, **r, "peak_in_box": hit,
+                             "ceiling_correct": c["correct"]})
         pairs.clear()
 
     for x, _, meta in ds:
@@ -162,16 +244,25 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
                 flush()
     if pairs:
         flush()
-    table = pd.DataFrame(rows, columns=["image_id", "finding", "T", "iou", "iobb", "correct", "false_positives"])
+    table = pd.DataFrame(rows, columns=["image_id", "finding", "T", "iou", "iobb", "correct", "false_positives",
+                                        "peak_in_box", "ceiling_correct"])
     if write:
         summ = summarize(table) if len(table) else pd.DataFrame()
         atomic.write_csv(run / "localization.csv", table)
         atomic.write_csv(run / "localization_summary.csv", summ)
         ref = cards.reproduction("chestxray8")["reference"]["localization"]
-        md = (f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n"
-              + (table_markdown(summ, findings, ref) if len(table) else "No boxed images.") + "\n")
+        body = (table_markdown(summ, findings, ref) + "\n\n### Diagnostics\n\n"
+                + diagnostics_markdown(summ, findings, grid)) if len(table) else "No boxed images."
+        md = f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n{body}\n"
         atomic.write_text(run / "localization.md", md)
     return table
+
+
+def _to_input(box, *, image_size, stored_size, affine, orig_size=None):
+    """(x, y, w, h) in original pixels -> model-input pixels (the inverse of the heatmap mapping)."""
+    sx, sy, tx, ty = (float(v) for v in affine)
+    k = image_size / stored_size
+    return ((box[0] * sx + tx) * k, (box[1] * sy + ty) * k, box[2] * sx * k, box[3] * sy * k)
 
 
 def _ground_truth(records, summary, data_dir, split) -> pd.DataFrame:

@@ -63,6 +63,30 @@ def records_dir(phantom_dir, tmp_path_factory) -> Path:
     return out
 
 
+def _tiny_config(records, out, **kw):
+    """A TrainConfig for the tiny preset at 48 px, two epochs (a few seconds of training)."""
+    from cxr_tf.train import TrainConfig
+    base = dict(records=str(records), out=str(out), preset="tiny", weights=None, epochs=2,
+                batch_size=8, image_size=48, verbose=0, strategy="default")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(records_dir, tmp_path_factory) -> Path:
+    """A finished tiny-preset training run on ``records_dir`` (shared by train/evaluate/localize tests)."""
+    from cxr_tf.train import train
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    train(_tiny_config(records_dir, out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """The factory behind ``tiny_run``: ``tiny_config(records, out, **overrides)``."""
+    return _tiny_config
+
+
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
           "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
 ROWS = [

@@ -9,21 +9,9 @@ import pytest
 import tensorflow as tf
 
 from cxr_tf.errors import CxrError
-from cxr_tf.train import TrainConfig, train
+from cxr_tf.train import train
 
 
-def cfg(records, out, **kw):
-    base = dict(records=str(records), out=str(out), preset="tiny", weights=None, epochs=2,
-                batch_size=8, image_size=48, verbose=0, strategy="default")
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(records_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    train(cfg(records_dir, out))
-    return out
 
 
 def test_run_directory(tiny_run, records_dir):
@@ -57,9 +45,9 @@ def test_tensorboard_scalars(tiny_run):
     assert len(images) == 4 and len(cam.Tensors(images[0])) == 2        # 4 images, logged every epoch
 
 
-def test_existing_run_needs_resume(tiny_run, records_dir):
+def test_existing_run_needs_resume(tiny_run, records_dir, tiny_config):
     with pytest.raises(CxrError, match="--resume"):
-        train(cfg(records_dir, tiny_run))
+        train(tiny_config(records_dir, tiny_run))
 
 
 class _Kill(keras.callbacks.Callback):
@@ -68,14 +56,14 @@ class _Kill(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill in epoch 2")
 
 
-def test_resume_after_kill(records_dir, tmp_path):
+def test_resume_after_kill(records_dir, tmp_path, tiny_config):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(cfg(records_dir, out, epochs=3), callbacks=[_Kill()])
+        train(tiny_config(records_dir, out, epochs=3), callbacks=[_Kill()])
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1                      # epoch 2 never completed
     steps = len(pd.read_csv(records_dir / "manifest.csv").query("split == 'train'")) // 8
-    final = train(cfg(records_dir, out, epochs=3), resume=True)
+    final = train(tiny_config(records_dir, out, epochs=3), resume=True)
     assert final["epoch"] == 3 and [h["epoch"] for h in final["history"]] == [1, 2, 3]
     from cxr_tf.models import load_model
     ckpt = load_model(out / final["checkpoint"], compile=True)
@@ -83,9 +71,9 @@ def test_resume_after_kill(records_dir, tmp_path):
     assert "plateau" in final
 
 
-def test_mirrored_strategy_training(records_dir, tmp_path):
+def test_mirrored_strategy_training(records_dir, tmp_path, tiny_config):
     assert len(tf.config.list_logical_devices("CPU")) == 2
-    state = train(cfg(records_dir, tmp_path / "mirrored", epochs=1, strategy="auto"))
+    state = train(tiny_config(records_dir, tmp_path / "mirrored", epochs=1, strategy="auto"))
     assert state["epoch"] == 1
     env = json.loads((tmp_path / "mirrored" / "environment.json").read_text())
     assert len([d for d in env["devices"] if "CPU" in d]) == 2
@@ -110,10 +98,10 @@ def test_evaluate_tiny_run(tiny_run):
         assert (tiny_run / fig).stat().st_size > 10_000
 
 
-def test_mixed_precision_run(records_dir, tmp_path):
+def test_mixed_precision_run(records_dir, tmp_path, tiny_config):
     import keras
     try:
-        state = train(cfg(records_dir, tmp_path / "mp", epochs=1, mixed_precision=True, tb_cam_images=0))
+        state = train(tiny_config(records_dir, tmp_path / "mp", epochs=1, mixed_precision=True, tb_cam_images=0))
         assert state["epoch"] == 1
         from cxr_tf.models import load_model
         m = load_model(tmp_path / "mp" / "model.keras")

@@ -78,7 +78,7 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None,
     """Build a flat functional model: backbone(include_top=False) on our input, then the head.
 
     ``head="gap"``: global average pooling + one sigmoid unit per finding (CheXNet).
-    ``head="transition_lse"``: a 1x1 conv transition layer to ``transition_depth`` channels, LSE
+    ``head="transition_lse"``: a 1x1 conv + BN + ReLU transition layer to ``transition_depth`` channels, LSE
     pooling with ``lse_r``, and the prediction layer (ChestX-ray8).
     ``weights``: ``"imagenet"`` (Keras download), a local no-top weights file, or ``None``.
     ``findings``: a list of names, or None for the preset's vocabulary.
@@ -97,7 +97,11 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None,
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     elif head == "transition_lse":
         depth = transition_depth or cfg.get("transition_depth", 2048)
-        t = keras.layers.Conv2D(depth, 1, padding="same", name="transition")(features)
+        # conv -> BN -> ReLU like the backbones' own layers: BN puts the transition activations on
+        # a unit scale, so LSE's r means the same whatever the backbone's activation scale (with
+        # from-scratch ResNet50 features, the BN-free version saturated and did not learn).
+        t = keras.layers.Conv2D(depth, 1, padding="same", use_bias=False, name="transition")(features)
+        t = keras.layers.BatchNormalization(epsilon=1.001e-5, name="transition_bn")(t)
         t = keras.layers.ReLU(name="transition_relu")(t)
         x = LSEPooling(lse_r or cfg.get("lse_r", 10.0), name="lse_pool")(t)
     else:
