@@ -4,11 +4,22 @@ input (each map normalized by its own maximum; an all-zero map stays zero)."""
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "smoothgrad", "ig", "lime")
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> {key: helper}
+
+
+def _cached(model, key, make):
+    """One feature model / tf-keras-vis tool per (model, key), so batch after batch reuses its
+    traced function instead of rebuilding (and retracing) it."""
+    per_model = _CACHE.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = make()
+    return per_model[key]
 
 
 def _normalize(maps: np.ndarray) -> np.ndarray:
@@ -29,7 +40,8 @@ def cam(model, images, targets, layer: str | None = None) -> np.ndarray:
 
     from cxr_tf.models import cam_layer
     layer = layer or cam_layer(model)
-    feats = keras.Model(model.inputs, model.get_layer(layer).output).predict(images, verbose=0)
+    extractor = _cached(model, ("features", layer), lambda: keras.Model(model.inputs, model.get_layer(layer).output))
+    feats = extractor.predict(images, verbose=0)
     kernel = model.get_layer("predictions").get_weights()[0]              # [C, K]
     if kernel.shape[0] != feats.shape[-1]:
         raise ValueError(f"CAM needs {layer!r} to feed the prediction layer directly "
@@ -46,7 +58,8 @@ def _tfkv(model, images, targets, method: str, layer: str | None, **opts) -> np.
     score = CategoricalScore([int(t) for t in targets])
     if method == "smoothgrad":
         from tf_keras_vis.saliency import Saliency
-        tool = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)
+        tool = _cached(model, "smoothgrad", lambda: Saliency(model, model_modifier=ReplaceToLinear(), clone=True))
+        tool.model.set_weights(model.get_weights())
         out = tool(score, images, smooth_samples=opts.get("samples", 20), smooth_noise=opts.get("noise", 0.2))
         return _normalize(out)
     layer = layer or cam_layer(model)
@@ -56,7 +69,8 @@ def _tfkv(model, images, targets, method: str, layer: str | None, **opts) -> np.
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Tool
     else:
         from tf_keras_vis.scorecam import Scorecam as Tool
-    tool = Tool(model, model_modifier=ReplaceToLinear(), clone=True)
+    tool = _cached(model, method, lambda: Tool(model, model_modifier=ReplaceToLinear(), clone=True))
+    tool.model.set_weights(model.get_weights())     # the clone must follow a model still training
     kwargs = {"max_N": opts.get("max_n", 32)} if method == "scorecam" else {}
     out = tool(score, images, penultimate_layer=layer, seek_penultimate_conv_layer=False, **kwargs)
     return _normalize(out)

@@ -44,6 +44,23 @@ def test_cam_uses_the_preset_layer_by_hand(tiny, batch):
     assert np.corrcoef(small.ravel(), manual.ravel())[0, 1] > 0.95
 
 
+@pytest.mark.parametrize("method", ["cam", "gradcam"])
+def test_cached_helpers_follow_weight_changes(batch, method):
+    """Helpers are cached per model (no retracing batch after batch), but a model that keeps
+    training (TensorBoard's per-epoch Grad-CAM) must get maps from its current weights."""
+    from cxr_tf.explain import methods
+    keras.utils.set_random_seed(1)
+    model = build_model("tiny", weights=None, image_size=32)
+    before = heatmaps(model, batch, [0, 0], method)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    conv.set_weights([w * -1.0 for w in conv.get_weights()])
+    after = heatmaps(model, batch, [0, 0], method)
+    methods._CACHE.pop(model, None)
+    fresh = heatmaps(model, batch, [0, 0], method)
+    np.testing.assert_allclose(after, fresh, atol=1e-5)
+    assert not np.allclose(before, after, atol=1e-3)
+
+
 def test_densenet_gradcam_targets_final_relu():
     m = build_model("chexnet", weights=None, image_size=32)
     assert cam_layer(m) == "relu"
