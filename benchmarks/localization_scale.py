@@ -71,7 +71,9 @@ def main(argv=None) -> dict:
         cols[f"ceiling {tag}"] = s["ceiling_accuracy"]
         cols[f"pointing {tag}"] = s["pointing"]
         if r is not results[0]:
-            cols[f"acc {tag} / acc {results[0]['size']}px"] = s["accuracy"] / base["accuracy"].where(base["accuracy"] > 0)
+            cols[f"acc {tag} / acc {results[0]['size']}px"] = pd.Series(
+                [f"{a / b:.2f}" if b > 0 else ("from 0" if a > 0 else "0 and 0")
+                 for a, b in zip(s["accuracy"], base["accuracy"].reindex(s.index))], index=s.index)
     table = pd.DataFrame({"boxes": base["boxes"], **cols})
     pd.set_option("display.width", 220)
     print("\nCAM localization on phantoms, T(IoBB) = 0.5, by input size (ceiling: oracle CAM on the same grid)")

@@ -141,7 +141,7 @@ def render_report(paper, cfg, metrics, split, demo, settings, recipe, elapsed) -
               f"the paper's: {recipe.get('split', 'not stated')}. {ref.get('note', '').strip()}",
               f"- Test images: {metrics['images']}; AUROC 95% CIs from {metrics['bootstrap']['resamples']} "
               "image-level bootstrap resamples.",
-              f"- Wall time (prepare + train + evaluate): {elapsed / 60:.1f} min.", "",
+              f"- Wall time (synthesis or prepare, train, evaluate, localize, report): {elapsed / 60:.1f} min.", "",
               f"## AUROC beside {ref['source']}", "",
               "| Pathology | ours (95% CI) | " + " | ".join(cols) + " |",
               "|---|---|" + "---|" * len(cols)]

@@ -32,6 +32,10 @@ def test_other_presets(preset, layer, n):
     m = build_model(preset, weights=None, image_size=64, transition_depth=16 if preset == "chestxray8" else None)
     assert m.output_shape == (None, n) and cam_layer(m) == layer
     assert not any(isinstance(x, keras.Model) for x in m.layers)
+    if preset == "chestxray8":   # transition: 1x1 conv -> BN -> ReLU (the CAM layer) -> LSE
+        assert not m.get_layer("transition").use_bias
+        assert m.get_layer("transition_relu").input is m.get_layer("transition_bn").output
+        assert m.get_layer("lse_pool").input is m.get_layer("transition_relu").output
 
 
 @pytest.mark.parametrize("backbone,size,layer", [("resnet50", 32, "conv5_block3_out"), ("vgg16", 32, "block5_conv3"),
