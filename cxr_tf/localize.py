@@ -193,7 +193,7 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
     from pathlib import Path
 
     from cxr_tf import atomic, cards
-    from cxr_tf.explain import heatmaps, to_original
+    from cxr_tf.explain import box_to_input, heatmaps, to_original
     from cxr_tf.models import cam_layer, findings_of, load_model
     from cxr_tf.pipeline import make_dataset
     from cxr_tf.prepare import load_summary
@@ -225,7 +225,7 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
                      "orig_size": meta["orig_size"]}
             cell = stored / grid / float(np.mean(meta["affine"][:2]))      # a feature cell, original px
             hit = peak_hits(full, truth, tolerance=cell / 2)
-            oracle = to_original(grid_cam([_to_input(b, **place) for b in truth], cfg["image_size"], grid), **place)
+            oracle = to_original(grid_cam([box_to_input(b, **place) for b in truth], cfg["image_size"], grid), **place)
             ceiling = score_image(truth, boxes_from_heatmap(oracle))
             for r, c in zip(score_image(truth, boxes_from_heatmap(full)), ceiling):
                 rows.append({"image_id": meta["image_id"], "finding": finding, **r, "peak_in_box": hit,
@@ -256,13 +256,6 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
         md = f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n{body}\n"
         atomic.write_text(run / "localization.md", md)
     return table
-
-
-def _to_input(box, *, image_size, stored_size, affine, orig_size=None):
-    """(x, y, w, h) in original pixels -> model-input pixels (the inverse of the heatmap mapping)."""
-    sx, sy, tx, ty = (float(v) for v in affine)
-    k = image_size / stored_size
-    return ((box[0] * sx + tx) * k, (box[1] * sy + ty) * k, box[2] * sx * k, box[3] * sy * k)
 
 
 def _ground_truth(records, summary, data_dir, split) -> pd.DataFrame:

@@ -10,5 +10,5 @@ Gradients) and ``lime`` (the ``lime`` package). CAM-family methods use the prese
 (:func:`cxr_tf.models.cam_layer`), never tf-keras-vis' automatic choice.
 """
 
-from cxr_tf.explain.coords import input_to_original, to_original  # noqa: F401
+from cxr_tf.explain.coords import box_to_input, input_to_original, to_original  # noqa: F401
 from cxr_tf.explain.methods import METHODS, heatmaps  # noqa: F401

@@ -19,6 +19,14 @@ def input_to_original(x, y, *, image_size: int, stored_size: int, affine) -> tup
     return (np.asarray(x) * k - tx) / sx, (np.asarray(y) * k - ty) / sy
 
 
+def box_to_input(box, *, image_size: int, stored_size: int, affine, orig_size=None) -> tuple:
+    """An (x, y, w, h) box in original pixels -> model-input pixels (the forward map of
+    :func:`input_to_original`). ``orig_size`` is accepted so the same keywords serve both ways."""
+    sx, sy, tx, ty = (float(v) for v in affine)
+    k = image_size / stored_size
+    return ((box[0] * sx + tx) * k, (box[1] * sy + ty) * k, box[2] * sx * k, box[3] * sy * k)
+
+
 def to_original(heatmap: np.ndarray, *, image_size: int, stored_size: int, affine, orig_size) -> np.ndarray:
     """Resample an ``image_size`` x ``image_size`` heatmap onto the original image's pixel grid
     (``orig_size`` = (width, height)), bilinearly; areas that were padding get 0."""

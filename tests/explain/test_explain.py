@@ -6,7 +6,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from cxr_tf.explain import METHODS, heatmaps, input_to_original, to_original
+from cxr_tf.explain import METHODS, box_to_input, heatmaps, input_to_original, to_original
 from cxr_tf.imaging import fit
 from cxr_tf.models import build_model, cam_layer
 from cxr_tf.pipeline import preprocess_batch
@@ -87,6 +87,12 @@ def test_known_lesion_maps_back_to_original(aspect, w, h):
     mx, my = input_to_original(48 * ((cx + 0.5) * aff.sx + aff.tx) / 64, 48 * ((cy + 0.5) * aff.sy + aff.ty) / 64,
                                image_size=48, stored_size=64, affine=(aff.sx, aff.sy, aff.tx, aff.ty))
     assert mx == pytest.approx(cx + 0.5) and my == pytest.approx(cy + 0.5)
+    # a box around the disc, moved into model input and back, is the same box
+    place = dict(image_size=48, stored_size=64, affine=(aff.sx, aff.sy, aff.tx, aff.ty))
+    bx, by, bw, bh = box_to_input((cx - 6, cy - 6, 12, 12), **place)
+    (x0, x1), (y0, y1) = input_to_original([bx, bx + bw], [by, by + bh], **place)
+    assert (x0, y0, x1 - x0, y1 - y0) == pytest.approx((cx - 6, cy - 6, 12, 12))
+    assert abs(bx + bw / 2 - 48 * ((cx * aff.sx + aff.tx) / 64)) < 1e-6
 
 
 def test_explain_cli_on_real_nih_images(shared_dir, tmp_path):
