@@ -105,6 +105,9 @@ def oracle_ceiling(boxes: pd.DataFrame, grid: int, image_size: int, frame: float
     scores for a box list given in a square ``frame``-pixel original (the NIH box frame is 1024)
     fed to the model at ``image_size`` with a ``grid`` x ``grid`` CAM. Summarize with
     :func:`summarize` to get the resolution ceiling per finding and T."""
+    missing = [c for c in ("image_id", "finding", "x", "y", "w", "h") if c not in boxes.columns]
+    if missing:
+        raise ValueError(f"box list lacks column(s) {missing}; expected image_id, finding, x, y, w, h")
     k = image_size / frame
     rows = []
     for (image_id, finding), g in boxes.groupby(["image_id", "finding"], sort=False):

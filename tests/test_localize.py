@@ -107,6 +107,8 @@ def test_oracle_ceiling_on_a_box_list():
     fine = summarize(oracle_ceiling(boxes, grid=32, image_size=1024)).set_index(["T", "finding"])
     assert coarse.loc[(0.5, "Cardiomegaly"), "accuracy"] == 1.0 and coarse.loc[(0.5, "Nodule"), "accuracy"] == 0.0
     assert fine.loc[(0.5, "Nodule"), "accuracy"] == 1.0 and fine.loc[(0.9, "Cardiomegaly"), "accuracy"] == 1.0
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['w', 'h'\]"):
+        oracle_ceiling(boxes.drop(columns=["w", "h"]), grid=4, image_size=128)
 
 
 def test_localize_run_end_to_end(tiny_run):
