@@ -1,5 +1,6 @@
 """Keras callbacks for cxr_tf training: validation AUROC and loss in one pass, atomic
-checkpoints with resumable state, and step timing."""
+checkpoints with resumable state, and step timing. (The TensorBoard Grad-CAM images are
+:class:`cxr_tf.explain.CamImages`, which the command line adds.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from cxr_tf import atomic
 from cxr_tf.metrics import auroc_per_class
+from cxr_tf.models import save_model
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +100,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt = ckpt_dir / f"epoch-{epoch + 1:03d}.keras"
-        with atomic.atomic_path(ckpt, keep_suffix=True) as tmp:
-            self.model.save(tmp)
+        save_model(self.model, ckpt)
         if improved:
-            with atomic.atomic_path(self.run_dir / "model.keras", keep_suffix=True) as tmp:
-                self.model.save(tmp)
+            save_model(self.model, self.run_dir / "model.keras")
         self.state["epoch"] = epoch + 1
         self.state["checkpoint"] = str(ckpt.relative_to(self.run_dir))
         if self.plateau is not None:
@@ -121,7 +121,7 @@ class StepTimer(keras.callbacks.Callback):
 
     def __init__(self, path, batch_size: int):
         super().__init__()
-        self.path, self.batch_size = Path(path), batch_size
+        self.path, self.batch_size = (None if path is None else Path(path)), batch_size
         self.first_step_s, self.steps = None, []
 
     def on_train_begin(self, logs=None):
@@ -144,7 +144,8 @@ class StepTimer(keras.callbacks.Callback):
                 "steady_images_per_s": self.batch_size / med if med else None}
 
     def on_train_end(self, logs=None):
-        atomic.write_json(self.path, self.result())
+        if self.path is not None:
+            atomic.write_json(self.path, self.result())
 
 
 def _num(v):
@@ -152,33 +153,3 @@ def _num(v):
         return float(v)
     except (TypeError, ValueError):
         return v
-
-
-class CamImages(keras.callbacks.Callback):
-    """Each epoch, log a few validation images with their Grad-CAM overlay (the image's most
-    probable finding) to TensorBoard, so one can watch where the model starts to look."""
-
-    def __init__(self, logdir, images: np.ndarray, display: np.ndarray, findings, method: str = "gradcam"):
-        super().__init__()
-        self.logdir, self.images, self.display = str(logdir), images, display
-        self.findings, self.method = list(findings), method
-        self._writer = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        import matplotlib
-        import tensorflow as tf
-
-        from cxr_tf.explain import heatmaps
-        probs = self.model.predict(self.images, verbose=0)
-        targets = probs.argmax(axis=1)
-        maps = heatmaps(self.model, self.images, targets, self.method)
-        jet = matplotlib.colormaps["jet"]
-        gray = np.repeat(self.display[..., None], 3, axis=-1)
-        overlays = 0.55 * gray + 0.45 * jet(maps)[..., :3]
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.logdir)
-        with self._writer.as_default():
-            for i, (img, t) in enumerate(zip(overlays, targets)):
-                tf.summary.image(f"gradcam/{i}", img[None].astype(np.float32), step=epoch,
-                                 description=f"{self.findings[t]} p={probs[i, t]:.3f}")
-        self._writer.flush()

@@ -10,6 +10,8 @@ import os
 
 import tensorflow as tf
 
+from cxr_tf.errors import CxrConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,8 @@ def strategy_for(kind: str = "auto") -> tf.distribute.Strategy:
     elif kind == "default":
         strategy = tf.distribute.get_strategy()
     else:
-        raise ValueError(f"unknown strategy {kind!r}")
+        raise CxrConfigError(f"unknown strategy {kind!r}", key="strategy",
+                             fix="auto, default, mirrored or multiworker")
     log.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy
 

@@ -46,5 +46,35 @@ class MissingImagesError(CxrDataError):
             "and reported).")
 
 
+class CxrConfigError(CxrError, ValueError):
+    """A bad user choice: an unknown preset, backbone, loss or config key, a value out of range.
+
+    ``key`` names the setting (a :class:`cxr_tf.config.TrainConfig` field or a command option)
+    and ``fix`` a value that would work; the message speaks Python (``weights=none``) and
+    :meth:`cli_message` speaks the command line (``--weights none``)."""
+
+    def __init__(self, problem: str, *, key: str | None = None, fix: str | None = None):
+        self.problem, self.key, self.fix = problem, key, fix
+        super().__init__(self._render(lambda k: k, lambda k, v: f"{k}={v}"))
+
+    def _render(self, name, assign) -> str:
+        text = f"{name(self.key)}: {self.problem}" if self.key else self.problem
+        if self.fix is not None:
+            text += f"; use {assign(name(self.key), self.fix) if self.key else self.fix}"
+        return text
+
+    def cli_message(self) -> str:
+        """The message with settings spelled as command-line options."""
+        return self._render(lambda k: "--" + k.replace("_", "-"), lambda k, v: f"{k} {v}")
+
+    def __reduce__(self):
+        return (_rebuild_config_error, (type(self), self.problem, self.key, self.fix))
+
+
+def _rebuild_config_error(cls, problem, key, fix):
+    """Unpickle a :class:`CxrConfigError` (errors cross process boundaries)."""
+    return cls(problem, key=key, fix=fix)
+
+
 class LeakageError(CxrError, AssertionError):
     """Patients shared between splits: a split would leak patients from train into evaluation."""

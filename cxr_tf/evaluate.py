@@ -2,46 +2,45 @@
 validation split, a naive baseline beside the model, and figures.
 
 Writes into the run directory: ``predictions_<split>.csv``, ``metrics.json``, ``metrics.csv``,
-``thresholds.json``, ``roc_curves.png``, ``pr_curves.png`` and ``confusion_matrices.png``.
-Predictions carry no patient identifiers unless asked (``with_patient``).
+``thresholds.json``, ``roc_curves.png``, ``pr_curves.png`` and ``confusion_matrices.png``, and
+stores the thresholds inside ``model.keras`` (:func:`cxr_tf.models.thresholds_of`), so the model
+file carries its operating points wherever it goes. Predictions carry no patient identifiers
+unless asked (``with_patient``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score
+from sklearn.metrics import confusion_matrix, precision_recall_curve
 
 from cxr_tf import atomic
-from cxr_tf.errors import CxrError
 from cxr_tf.findings import IGNORE, apply_policy
 from cxr_tf.metrics import auroc_per_class
 from cxr_tf.progress import progress
+from cxr_tf.rundir import THRESHOLDS, RunDir
 
 log = logging.getLogger(__name__)
+THRESHOLD_RULE = "max F1 per finding on the validation split"
 
 
 def predict_split(run_dir, split: str, records=None, model=None):
     """(frame, targets, probabilities, findings) for one split of the run's records."""
-    from cxr_tf.models import findings_of, load_model
-    from cxr_tf.pipeline import make_dataset, split_frame
+    from cxr_tf.models import findings_of, input_size_of
+    from cxr_tf.pipeline import make_dataset
 
-    from cxr_tf.train import run_config
-    run = Path(run_dir)
-    cfg = run_config(run)
-    records = records or cfg["records"]
-    model = model or load_model(run / "model.keras")
+    run = RunDir(run_dir)
+    rec = run.records(records)
+    model = model or run.load_model()
     findings = findings_of(model)
-    ds = make_dataset(records, split, training=False, batch_size=cfg["batch_size"],
-                      image_size=cfg["image_size"], normalization=cfg["normalization"],
-                      findings=findings).map(lambda x, y: x)
+    ds = make_dataset(rec.path, split, training=False, batch_size=run.config["batch_size"],
+                      image_size=input_size_of(model), findings=findings).map(lambda x, y: x)
     probs = model.predict(ds, verbose=0)
-    frame = split_frame(records, split)
-    targets = apply_policy(frame[findings].to_numpy(np.float32), cfg["uncertain"], cfg["blank"])
+    frame = rec.split_frame(split)
+    targets = apply_policy(frame[findings].to_numpy(np.float32), run.config["uncertain"], run.config["blank"])
     return frame, targets, probs, findings
 
 
@@ -90,24 +89,26 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
              with_patient: bool = False, figures: bool = True) -> dict:
     """Evaluate a run on a split; write the files listed in the module doc and return metrics."""
-    from cxr_tf.train import run_config
-    run = Path(run_dir)
-    run_config(run)
-    if not (run / "model.keras").is_file():
-        raise CxrError(f"{run}: no model.keras (train first, or point --run at a run directory)")
-    from cxr_tf.models import load_model
-    model = load_model(run / "model.keras")
+    from cxr_tf.models import save_model, set_thresholds
+
+    rd = RunDir(run_dir)
+    run = rd.path
+    model = rd.load_model()
     frame, y, p, findings = predict_split(run, split, records, model)
     if split == "val":
         yv, pv = y, p
     else:
         _, yv, pv, _ = predict_split(run, "val", records, model)
     thresholds = max_f1_thresholds(yv, pv)
-    atomic.write_json(run / "thresholds.json", {"chosen_on": "val", "rule": "max F1 per class",
-                                                "thresholds": dict(zip(findings, thresholds.tolist()))})
+    chosen = dict(zip(findings, thresholds.tolist()))
+    own = records is None or Path(records).resolve() == Path(rd.config["records"]).resolve()
+    if own:   # the run's operating points: into thresholds.json and the model file itself
+        atomic.write_json(run / THRESHOLDS, {"chosen_on": "val", "rule": THRESHOLD_RULE, "thresholds": chosen})
+        set_thresholds(model, chosen, THRESHOLD_RULE)
+        save_model(model, rd.model_path)
     auc = auroc_per_class(y, p)
     low, high, mean_ci = bootstrap_auroc(y, p, n_boot, seed)
-    train_prev = _train_prevalence(run, findings)
+    train_prev = rd.train_prevalence(findings)
     rows = []
     for j, f in enumerate(findings):
         m = threshold_metrics(y[:, j], p[:, j], thresholds[j])
@@ -146,13 +147,3 @@ def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, see
         plots.confusion_grid(table.iloc[:-1], run / "confusion_matrices.png")
     log.info("%s %s: mean AUROC %.4f (95%% CI %.4f-%.4f)", run, split, mean_row["auroc"], *mean_ci)
     return metrics
-
-
-def _train_prevalence(run: Path, findings) -> dict:
-    """Training-split positive rate per finding, from the run's split summary."""
-    s = json.loads((run / "split_summary.json").read_text())["splits"]["train"]
-    return {f: s["positives"].get(f, 0) / max(s["images"], 1) for f in findings}
-
-
-__all__ = ["evaluate", "predict_split", "max_f1_thresholds", "bootstrap_auroc", "threshold_metrics",
-           "roc_auc_score"]

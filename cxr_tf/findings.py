@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cxr_tf import cards
-from cxr_tf.errors import CxrDataError
+from cxr_tf.errors import CxrConfigError, CxrDataError
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 IGNORE = -1.0
@@ -61,16 +61,22 @@ def vocabulary(dataset: str, subset: str | None = None) -> Vocabulary:
     return Vocabulary(dataset, tuple(card[key]), dict(card.get("aliases", {})))
 
 
+def check_policies(uncertain: str, blank: str) -> None:
+    """Refuse unknown uncertainty or blank policy names."""
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise CxrConfigError(f"unknown policy {uncertain!r}", key="uncertain",
+                             fix=" or ".join(UNCERTAIN_POLICIES))
+    if blank not in BLANK_POLICIES:
+        raise CxrConfigError(f"unknown policy {blank!r}", key="blank", fix=" or ".join(BLANK_POLICIES))
+
+
 def apply_policy(labels: np.ndarray, uncertain: str = "ignore", blank: str = "zeros") -> np.ndarray:
     """Map label states to targets: uncertain (-1) and blank (NaN) per the named policies.
 
     ``uncertain``: ``"ignore"`` (U-Ignore, masked), ``"zeros"`` (U-Zeros), ``"ones"`` (U-Ones).
     ``blank``: ``"zeros"`` (the CheXpert paper's choice) or ``"ignore"``.
     """
-    if uncertain not in UNCERTAIN_POLICIES:
-        raise ValueError(f"uncertain policy {uncertain!r} not in {UNCERTAIN_POLICIES}")
-    if blank not in BLANK_POLICIES:
-        raise ValueError(f"blank policy {blank!r} not in {BLANK_POLICIES}")
+    check_policies(uncertain, blank)
     out = np.array(labels, dtype=np.float32, copy=True)
     unc = out == UNCERTAIN
     out[unc] = {"ignore": IGNORE, "zeros": 0.0, "ones": 1.0}[uncertain]

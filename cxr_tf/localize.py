@@ -21,30 +21,21 @@ coarse to draw a tight box (both use the ground truth only for scoring):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from cxr_tf import atomic, cards, sources
+from cxr_tf.errors import CxrDataError
+from cxr_tf.explain.boxes import boxes_from_heatmap
+from cxr_tf.explain.coords import box_to_input, to_original
+from cxr_tf.explain.methods import heatmaps
+from cxr_tf.recordsdir import RecordsDir
+from cxr_tf.rundir import RunDir
+
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
-HEAT_THRESHOLDS = (60, 180)
-
-
-def boxes_from_heatmap(heat: np.ndarray, levels=HEAT_THRESHOLDS) -> list[tuple[float, float, float, float]]:
-    """(x, y, w, h) pixel boxes around each connected region of ``heat`` >= each level, after
-    min-max normalisation of the heatmap to [0, 255]."""
-    heat = np.asarray(heat, np.float64)
-    lo, hi = heat.min(), heat.max()
-    if hi <= lo:
-        return []
-    scaled = (heat - lo) * (255.0 / (hi - lo))
-    boxes = []
-    for level in levels:
-        labels, n = ndimage.label(scaled >= level, structure=np.ones((3, 3)))
-        for sl in ndimage.find_objects(labels):
-            if sl is not None:
-                ys, xs = sl
-                boxes.append((float(xs.start), float(ys.start), float(xs.stop - xs.start), float(ys.stop - ys.start)))
-    return list(dict.fromkeys(boxes))   # the same region found at both levels counts once
 
 
 def intersection(a, b) -> float:
@@ -107,7 +98,7 @@ def oracle_ceiling(boxes: pd.DataFrame, grid: int, image_size: int, frame: float
     :func:`summarize` to get the resolution ceiling per finding and T."""
     missing = [c for c in ("image_id", "finding", "x", "y", "w", "h") if c not in boxes.columns]
     if missing:
-        raise ValueError(f"box list lacks column(s) {missing}; expected image_id, finding, x, y, w, h")
+        raise CxrDataError(None, f"box list lacks column(s) {missing}; expected image_id, finding, x, y, w, h")
     k = image_size / frame
     rows = []
     for (image_id, finding), g in boxes.groupby(["image_id", "finding"], sort=False):
@@ -193,42 +184,32 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
 
     Boxes come from the records' ``boxes.csv`` (original pixels), or, with ``data_dir``, are
     re-read from the dataset's own box list and scaled to each file's size."""
-    from pathlib import Path
-
-    from cxr_tf import atomic, cards
-    from cxr_tf.explain import box_to_input, heatmaps, to_original
-    from cxr_tf.models import cam_layer, findings_of, load_model
+    from cxr_tf.models import cam_layer, findings_of, input_size_of
     from cxr_tf.pipeline import make_dataset
-    from cxr_tf.prepare import load_summary
 
-    from cxr_tf.train import run_config
-    run = Path(run_dir)
-    cfg = run_config(run)
-    records = Path(records or cfg["records"])
-    summary = load_summary(records)
-    stored = int(summary["config"]["size"])
-    model = load_model(run / "model.keras")
-    findings = findings_of(model)
+    run = RunDir(run_dir)
+    rec = run.records(records)
+    model = run.load_model()
+    findings, size, stored = findings_of(model), input_size_of(model), rec.stored_size
     grid = int(model.get_layer(cam_layer(model)).output.shape[1])
-    gt = _ground_truth(records, summary, data_dir, split)
+    gt = _ground_truth(rec, data_dir, split)
     gt = gt[gt["finding"].isin(findings)]
     wanted = set(gt["image_id"])
-    ds = make_dataset(records, split, training=False, include_meta=True, batch_size=batch_size,
-                      image_size=cfg["image_size"], normalization=cfg["normalization"], findings=findings)
+    ds = make_dataset(rec.path, split, training=False, include_meta=True, batch_size=batch_size,
+                      image_size=size, findings=findings)
     pairs, rows = [], []
 
     def flush():
         maps = heatmaps(model, np.stack([p[0] for p in pairs]), [findings.index(p[2]) for p in pairs], method)
         for (_, meta, finding), heat in zip(pairs, maps):
-            full = to_original(heat, image_size=cfg["image_size"], stored_size=stored,
-                               affine=meta["affine"], orig_size=meta["orig_size"])
+            place = {"image_size": size, "stored_size": stored, "affine": meta["affine"],
+                     "orig_size": meta["orig_size"]}
+            full = to_original(heat, **place)
             mine = gt[(gt["image_id"] == meta["image_id"]) & (gt["finding"] == finding)]
             truth = list(mine[["x", "y", "w", "h"]].itertuples(index=False, name=None))
-            place = {"image_size": cfg["image_size"], "stored_size": stored, "affine": meta["affine"],
-                     "orig_size": meta["orig_size"]}
             cell = stored / grid / float(np.mean(meta["affine"][:2]))      # a feature cell, original px
             hit = peak_hits(full, truth, tolerance=cell / 2)
-            oracle = to_original(grid_cam([box_to_input(b, **place) for b in truth], cfg["image_size"], grid), **place)
+            oracle = to_original(grid_cam([box_to_input(b, **place) for b in truth], size, grid), **place)
             ceiling = score_image(truth, boxes_from_heatmap(oracle))
             for r, c in zip(score_image(truth, boxes_from_heatmap(full)), ceiling):
                 rows.append({"image_id": meta["image_id"], "finding": finding, **r, "peak_in_box": hit,
@@ -251,30 +232,24 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
                                         "peak_in_box", "ceiling_correct"])
     if write:
         summ = summarize(table) if len(table) else pd.DataFrame()
-        atomic.write_csv(run / "localization.csv", table)
-        atomic.write_csv(run / "localization_summary.csv", summ)
+        atomic.write_csv(run.path / "localization.csv", table)
+        atomic.write_csv(run.path / "localization_summary.csv", summ)
         ref = cards.reproduction("chestxray8")["reference"]["localization"]
         body = (table_markdown(summ, findings, ref) + "\n\n### Diagnostics\n\n"
                 + diagnostics_markdown(summ, findings, grid)) if len(table) else "No boxed images."
         md = f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n{body}\n"
-        atomic.write_text(run / "localization.md", md)
+        atomic.write_text(run.path / "localization.md", md)
     return table
 
 
-def _ground_truth(records, summary, data_dir, split) -> pd.DataFrame:
-    """Ground-truth boxes in original pixels for the split's images."""
-    from pathlib import Path
-    man = pd.read_csv(Path(records) / "manifest.csv", usecols=["image_id", "split"])
-    keep = set(man.loc[man["split"] == split, "image_id"])
+def _ground_truth(records: RecordsDir, data_dir, split) -> pd.DataFrame:
+    """Ground-truth boxes in original pixels for the split's images: the records' ``boxes.csv``,
+    or the dataset's own box list re-read from ``data_dir`` and scaled to each file's size."""
     if data_dir is None:
-        boxes = pd.read_csv(Path(records) / "boxes.csv")
-    else:
-        from cxr_tf import sources
-        src = sources.get(summary["config"]["dataset"]).load(data_dir, split=summary["config"]["split"])
-        boxes = src.boxes.copy()
-        sizes = summary["image_sizes"]
-        boxes = boxes[boxes["image_id"].isin(sizes)]
-        scale_w = boxes["image_id"].map(lambda i: sizes[i][0] / src.bbox_frame)
-        scale_h = boxes["image_id"].map(lambda i: sizes[i][1] / src.bbox_frame)
-        boxes = boxes.assign(x=boxes.x * scale_w, y=boxes.y * scale_h, w=boxes.w * scale_w, h=boxes.h * scale_h)
-    return boxes[boxes["image_id"].isin(keep)].reset_index(drop=True)
+        return records.boxes(split)
+    config = records.summary["config"]
+    src = sources.get(records.dataset).load(Path(data_dir), split=config["split"], seed=config.get("seed"),
+                                            **config.get("options", {}))
+    keep = set(records.split_frame(split)["image_id"])
+    sizes = {i: tuple(wh) for i, wh in records.summary["image_sizes"].items() if i in keep}
+    return sources.boxes_in_pixels(src.boxes, sizes, src.bbox_frame)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from cxr_tf import presets
+from cxr_tf.errors import CxrConfigError
 from cxr_tf.findings import IGNORE
 
 _EPS = 1e-7
@@ -128,13 +130,17 @@ class Focal(keras.losses.Loss):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
+# The registry: each name of presets.toml's [losses] table (the CLI's choices) -> its class.
 LOSSES = {"bce": BCE, "masked_bce": MaskedBCE, "wcel": WCEL, "weighted_bce": WeightedBCE, "focal": Focal}
+if set(LOSSES) != set(presets.names("losses")):
+    raise ImportError(f"cxr_tf.losses {sorted(LOSSES)} and presets.toml [losses] "
+                      f"{sorted(presets.names('losses'))} disagree")
 
 
 def get(name: str, *, positives=None, totals=None, **kwargs) -> keras.losses.Loss:
     """A loss by name; ``weighted_bce`` needs the training split's ``positives`` and ``totals``."""
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
+        raise CxrConfigError(f"unknown loss {name!r}", key="loss", fix=", ".join(LOSSES))
     if name == "weighted_bce":
         if positives is None or totals is None:
             raise ValueError("weighted_bce needs the training set's positive counts and totals")

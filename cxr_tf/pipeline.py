@@ -1,10 +1,12 @@
 """tf.data input pipeline over a records directory written by ``cxr-tf prepare``.
 
 ``make_dataset(records_dir, "train")`` reads the split's shards in parallel, decodes, augments
-(training), resizes to the model's input size, normalizes (ImageNet mean/std by default, or a Keras
-application's own ``preprocess_input``), maps label states to targets, batches and prefetches.
+(training), resizes to the model's input size, maps label states to targets, batches and
+prefetches. It ships compact batches: grayscale uint8 pixels, [B, H, W, 1], 12x fewer bytes than
+normalized float32 RGB; the model casts and normalizes them itself (its first layers), so on a GPU
+that work runs on the device.
 
-Random augmentation uses stateless ops seeded per element from ``tf.data.Dataset.random``, so with
+Random augmentation uses stateless ops seeded per batch from ``tf.data.Dataset.random``, so with
 ``seed`` and ``deterministic=True`` two runs yield identical batches, and every epoch still differs.
 The dataset works unchanged under ``tf.distribute`` strategies (``model.fit`` distributes it; or
 use :func:`distribute`).
@@ -14,20 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import tensorflow as tf
 
-from cxr_tf.errors import CxrDataError
-from cxr_tf.findings import BLANK_POLICIES, IGNORE, UNCERTAIN_POLICIES
-from cxr_tf.prepare import load_summary
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Keras application module whose preprocess_input a "model:<name>" normalization uses.
-_APP_MODULES = {"densenet121": "densenet", "resnet50": "resnet50", "vgg16": "vgg16",
-                "inception_v3": "inception_v3", "inceptionv3": "inception_v3"}
-
+from cxr_tf.findings import IGNORE, check_policies
+from cxr_tf.recordsdir import RecordsDir
 
 @dataclass(frozen=True)
 class Augment:
@@ -63,53 +56,18 @@ def features_spec(num_findings: int) -> dict:
 
 
 def split_files(records_dir, split: str) -> tuple[list[str], int, dict]:
-    """The shard paths of one split, its image count, and the directory's summary.
-
-    Raises a clear error if the directory is incomplete or the split is empty."""
-    summary = load_summary(records_dir)
-    shards = {n: s for n, s in summary["shards"].items() if n.startswith(f"{split}-")}
-    if not shards:
-        raise CxrDataError(records_dir, f"no {split!r} shards; splits present: "
-                                        f"{sorted(summary['splits'])}")
-    files = []
-    for name, info in sorted(shards.items()):
-        path = Path(records_dir) / name
-        if not path.is_file() or path.stat().st_size != info["bytes"]:
-            raise CxrDataError(path, "shard listed in summary.json is missing or has changed; "
-                                     "rerun `cxr-tf prepare`")
-        files.append(str(path))
-    return files, sum(s["images"] for s in shards.values()), summary
+    """The shard paths of one split, its image count, and the directory's summary."""
+    records = RecordsDir(records_dir)
+    files, count = records.shards(split)
+    return files, count, records.summary
 
 
 def targets(labels: tf.Tensor, uncertain: str = "ignore", blank: str = "zeros") -> tf.Tensor:
     """Label states -> training targets, as :func:`cxr_tf.findings.apply_policy` does in NumPy."""
-    if uncertain not in UNCERTAIN_POLICIES or blank not in BLANK_POLICIES:
-        raise ValueError(f"uncertain in {UNCERTAIN_POLICIES}, blank in {BLANK_POLICIES}")
+    check_policies(uncertain, blank)
     unc_value = {"ignore": IGNORE, "zeros": 0.0, "ones": 1.0}[uncertain]
     out = tf.where(tf.equal(labels, -1.0), unc_value, labels)
     return tf.where(tf.math.is_nan(out), IGNORE if blank == "ignore" else 0.0, out)
-
-
-def normalize(images: tf.Tensor, normalization: str = "imagenet") -> tf.Tensor:
-    """Normalize [0, 1] RGB images: ``imagenet`` mean/std, ``unit`` (unchanged), or
-    ``model:<name>`` for a Keras application's own ``preprocess_input`` (e.g. ``model:resnet50``)."""
-    if normalization == "imagenet":
-        return (images - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-    if normalization == "unit":
-        return images
-    if normalization.startswith("model:"):
-        return _app_preprocess(normalization.split(":", 1)[1].lower())(images * 255.0)
-    raise ValueError(f"unknown normalization {normalization!r}")
-
-
-@tf.autograph.experimental.do_not_convert
-def _app_preprocess(name: str):
-    """The ``preprocess_input`` of a Keras application (expects 0..255 RGB)."""
-    import importlib
-
-    if name not in _APP_MODULES:
-        raise ValueError(f"no preprocess_input known for {name!r}; known: {sorted(_APP_MODULES)}")
-    return importlib.import_module(f"keras.applications.{_APP_MODULES[name]}").preprocess_input
 
 
 def _rotation_transforms(degrees: tf.Tensor, size: int) -> tf.Tensor:
@@ -123,25 +81,25 @@ def _rotation_transforms(degrees: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def preprocess_batch(images: tf.Tensor, image_size: int, augment: Augment | None = None,
-                     seed: tf.Tensor | None = None, channels: int = 3,
-                     normalization: str = "imagenet") -> tf.Tensor:
-    """uint8 [B, S, S, 1] stored images -> float32 [B, image_size, image_size, channels].
+                     seed: tf.Tensor | None = None, dtype=tf.uint8) -> tf.Tensor:
+    """uint8 [B, S, S, 1] stored images -> [B, image_size, image_size, 1] pixels on 0..255 in
+    ``dtype`` (uint8 by default, rounded; float32 keeps the resampled values).
 
     Vectorized over the batch and cheap by construction: with ``augment`` and a ``seed``
     (int64[2], one per batch), the random crop *and* the horizontal flip are one
-    ``crop_and_resize`` (a box with x1 > x2 samples the mirror image); brightness and contrast are
-    folded into the final normalizing multiply-add, which also expands to three channels.
-    Without augmentation, the image is resized (antialiased when shrinking more than 2x)."""
+    ``crop_and_resize`` (a box with x1 > x2 samples the mirror image), and brightness and contrast
+    one multiply-add. Without augmentation, the image is resized (antialiased when shrinking more
+    than 2x), or passed through untouched when it already has the input size."""
     batch = tf.shape(images)[0]
     stored = images.shape[1]
+    dtype = tf.as_dtype(dtype)
     aug = augment if seed is not None else None
-    gain = offset = None
     if aug is None:
         if stored == image_size:
-            out = tf.cast(images, tf.float32)
-        else:
-            out = tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size],
-                                  antialias=stored is None or image_size * 2 < stored)
+            return tf.ensure_shape(images, [None, image_size, image_size, 1]) if dtype == tf.uint8 \
+                else tf.cast(images, dtype)
+        out = tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size],
+                              antialias=stored is None or image_size * 2 < stored)
     else:
         u = tf.random.stateless_uniform([batch, 7], seed)
         side = tf.sqrt(aug.crop_scale[0] + u[:, 0] * (aug.crop_scale[1] - aug.crop_scale[0])) \
@@ -161,48 +119,39 @@ def preprocess_batch(images: tf.Tensor, image_size: int, augment: Augment | None
                 fill_mode="CONSTANT")
         if aug.brightness or aug.contrast:  # x -> (x - 127.5) * gain + 127.5 + shift, per image
             gain = (1.0 + (u[:, 6] * 2.0 - 1.0) * aug.contrast)[:, None, None, None]
-            offset = 127.5 * (1.0 - gain) + ((u[:, 5] * 2.0 - 1.0) * aug.brightness * 255.0)[:, None, None, None]
+            shift = ((u[:, 5] * 2.0 - 1.0) * aug.brightness * 255.0)[:, None, None, None]
+            out = out * gain + (127.5 * (1.0 - gain) + shift)
     out = tf.ensure_shape(out, [None, image_size, image_size, 1])
-    if gain is not None:
-        out = tf.clip_by_value(out * gain + offset, 0.0, 255.0)
-    if channels == 1:
-        return out / 255.0
-    return normalize_gray(out, normalization)
-
-
-def normalize_gray(gray255: tf.Tensor, normalization: str = "imagenet") -> tf.Tensor:
-    """[B, H, W, 1] grayscale on 0..255 -> normalized [B, H, W, 3], as :func:`normalize` would do
-    on the gray image repeated over three channels.
-
-    Every supported normalization is a per-channel affine map of a gray value, so it runs as one
-    1x1 convolution + bias (a single fused pass: about 7x faster on CPU than a broadcasting
-    multiply-add to three channels). The coefficients come from :func:`normalize` itself."""
-    ends = normalize(tf.constant([[[[0.0] * 3]], [[[1.0] * 3]]]), normalization)  # gray 0 and 255
-    bias = tf.reshape(ends[0], [3])
-    kernel = tf.reshape((ends[1] - ends[0]) / 255.0, [1, 1, 1, 3])
-    return tf.nn.bias_add(tf.nn.conv2d(gray255, kernel, strides=1, padding="VALID"), bias)
+    if dtype == tf.uint8:
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+    return tf.cast(tf.clip_by_value(out, 0.0, 255.0), dtype)
 
 
 def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: int = 224,
                  training: bool | None = None, augment: Augment | None = Augment(),
-                 normalization: str = "imagenet", uncertain: str = "ignore", blank: str = "zeros",
-                 shuffle_buffer: int = 2048, seed: int | None = None, deterministic: bool = False,
-                 repeat: bool = False, drop_remainder: bool = False, include_meta: bool = False,
-                 channels: int = 3, findings=None) -> tf.data.Dataset:
-    """A batched, prefetched ``tf.data.Dataset`` of ``(images, targets)`` for one split.
+                 uncertain: str = "ignore", blank: str = "zeros", shuffle_buffer: int = 2048,
+                 seed: int | None = None, deterministic: bool = False, repeat: bool = False,
+                 drop_remainder: bool = False, include_meta: bool = False, findings=None,
+                 dtype=tf.uint8) -> tf.data.Dataset:
+    """A batched, prefetched ``tf.data.Dataset`` of ``(pixels, targets)`` for one split, pixels
+    [B, image_size, image_size, 1] on 0..255 in ``dtype`` (what a cxr_tf model takes).
 
     ``training`` (default: ``split == "train"``) shuffles and augments; evaluation resizes only and
-    yields images in :func:`split_frame` order (the split's rows of ``manifest.csv``). ``include_meta`` adds a third element: a dict with ``image_id``, ``view``,
-    ``orig_size`` and ``affine`` (for mapping heatmaps back to original pixels).
-    ``batch_size`` is the global batch size under a distribution strategy. ``findings`` selects
-    (and orders) label columns by name, e.g. the 8 ChestX-ray8 findings out of 14.
-    Images are decoded per element; resizing, augmentation and normalization run per batch.
+    yields images in :meth:`RecordsDir.split_frame` order (the split's rows of ``manifest.csv``).
+    ``include_meta`` adds a third element: a dict with ``image_id``, ``view``, ``orig_size`` and
+    ``affine`` (for mapping heatmaps back to original pixels). ``batch_size`` is the global batch
+    size under a distribution strategy. ``findings`` selects (and orders) label columns by name,
+    e.g. the 8 ChestX-ray8 findings out of 14. Images are decoded per element; resizing and
+    augmentation run per batch.
     """
-    files, count, summary = split_files(records_dir, split)
-    select = label_indices(summary, findings)
-    stored = int(summary["config"]["size"])
+    check_policies(uncertain, blank)
+    records = RecordsDir(records_dir)
+    files, count = records.shards(split)
+    select = records.label_indices(findings)
+    stored = records.stored_size
+    png = records.encoding == "png"
     training = split == "train" if training is None else training
-    spec = features_spec(len(summary["findings"]))
+    spec = features_spec(len(records.findings))
     if not include_meta:  # parse only what training needs
         spec = {k: spec[k] for k in ("image", "labels")}
     aug = augment if training else None
@@ -221,8 +170,7 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
 
     def _decode(serialized):
         ex = tf.io.parse_single_example(serialized, spec)
-        image = tf.io.decode_png(ex["image"], channels=1) if summary["config"].get(
-            "encoding", "png") == "png" else tf.io.decode_jpeg(ex["image"], channels=1)
+        image = tf.io.decode_png(ex["image"], channels=1) if png else tf.io.decode_jpeg(ex["image"], channels=1)
         image = tf.ensure_shape(image, [stored, stored, 1])
         y = targets(ex["labels"], uncertain, blank)
         if select is not None:
@@ -233,15 +181,15 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
 
     ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-    def _batch(element, batch_seed):
-        x = preprocess_batch(element[0], image_size, aug, batch_seed if aug else None, channels,
-                             normalization)
-        return (x, *element[1:])
-
-    ds = tf.data.Dataset.zip((ds, rand)).map(_batch, num_parallel_calls=tf.data.AUTOTUNE,
-                                             deterministic=ordered)
+    if aug is not None:
+        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, rand)).map(
+            lambda element, batch_seed: (preprocess_batch(element[0], image_size, aug, batch_seed, dtype),
+                                         *element[1:]),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    elif stored != image_size or tf.as_dtype(dtype) != tf.uint8:
+        ds = ds.map(lambda *element: (preprocess_batch(element[0], image_size, dtype=dtype), *element[1:]),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.deterministic = ordered
@@ -254,21 +202,7 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
 
 def split_frame(records_dir, split: str):
     """The rows of ``manifest.csv`` for one split, in the order an evaluation dataset yields them."""
-    import pandas as pd
-
-    man = pd.read_csv(Path(records_dir) / "manifest.csv", dtype={"patient": str, "image_id": str})
-    part = man[man["split"] == split]
-    return part.sort_values(["shard", "shard_index"], kind="stable").reset_index(drop=True)
-
-
-def label_indices(summary: dict, findings=None) -> list[int] | None:
-    """Positions of ``findings`` in the records' label vector (None: all, in stored order)."""
-    if findings is None or list(findings) == summary["findings"]:
-        return None
-    missing = [f for f in findings if f not in summary["findings"]]
-    if missing:
-        raise CxrDataError(None, f"finding(s) {missing} not in the records' labels {summary['findings']}")
-    return [summary["findings"].index(f) for f in findings]
+    return RecordsDir(records_dir).split_frame(split)
 
 
 def distribute(ds: tf.data.Dataset, strategy: tf.distribute.Strategy):
@@ -278,7 +212,8 @@ def distribute(ds: tf.data.Dataset, strategy: tf.distribute.Strategy):
 
 def read_examples(records_dir, split: str) -> tf.data.Dataset:
     """Parsed records of one split, unbatched and undecoded (for auditing and tests)."""
-    files, count, summary = split_files(records_dir, split)
-    spec = features_spec(len(summary["findings"]))
+    records = RecordsDir(records_dir)
+    files, count = records.shards(split)
+    spec = features_spec(len(records.findings))
     ds = tf.data.TFRecordDataset(files).map(lambda s: tf.io.parse_single_example(s, spec))
     return ds.apply(tf.data.experimental.assert_cardinality(count))

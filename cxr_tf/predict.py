@@ -1,52 +1,20 @@
 """``cxr-tf predict``: probabilities per finding for PNG, JPEG and DICOM files, and the binary call
-at the thresholds stored with the run (``thresholds.json``, chosen on validation by evaluate).
+at the operating thresholds stored in the model (chosen on validation by ``cxr-tf evaluate``).
 
-Images get the same preprocessing as training: decode by content, resize to the records' stored
-size with the records' aspect handling, then the pipeline's resize and normalization."""
+Images get the training records' preprocessing (:func:`cxr_tf.models.image_input`); the model
+file carries everything that takes, so a model needs no run directory beside it."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cxr_tf import atomic
-from cxr_tf.errors import CxrError, CxrImageError
-from cxr_tf.imaging import decode_file, fit
+from cxr_tf.errors import CxrDataError
 from cxr_tf.progress import progress
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff")
-
-
-def collect_images(inputs) -> list[Path]:
-    """Files given directly, plus image files found recursively in given directories (sorted)."""
-    out = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            out.append(item)
-        else:
-            raise CxrError(f"{item}: no such file or directory")
-    return out
-
-
-def run_settings(model_path) -> dict:
-    """Preprocessing settings and thresholds from the run directory holding the model."""
-    run = Path(model_path).resolve().parent
-    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    prep = {}
-    if (run / "split_summary.json").is_file():
-        prep = json.loads((run / "split_summary.json").read_text()).get("prepare_config", {})
-    thresholds = None
-    if (run / "thresholds.json").is_file():
-        thresholds = json.loads((run / "thresholds.json").read_text())["thresholds"]
-    return {"normalization": cfg.get("normalization"), "stored_size": prep.get("size"),
-            "aspect": prep.get("aspect", "pad"), "thresholds": thresholds}
 
 
 def predict_images(model_path, inputs, *, batch_size: int = 16, skip_bad: bool = False,
@@ -54,48 +22,24 @@ def predict_images(model_path, inputs, *, batch_size: int = 16, skip_bad: bool =
     """Predict every image; returns (table, skipped) where skipped lists (file, reason).
 
     An unreadable image raises :class:`CxrImageError` naming it, unless ``skip_bad``."""
-    import tensorflow as tf
-
-    from cxr_tf.models import findings_of, load_model, normalization_of
-    from cxr_tf.pipeline import preprocess_batch
+    from cxr_tf.models import collect_images, findings_of, iter_batches, load_model, stack, thresholds_of
 
     model = load_model(model_path)
-    findings = findings_of(model)
-    settings = run_settings(model_path)
-    size = int(model.input_shape[1])
-    stored = int(settings["stored_size"] or size)
-    normalization = settings["normalization"] or normalization_of(model)
+    findings, thresholds = findings_of(model), thresholds_of(model)
     files = collect_images(inputs)
     if not files:
-        raise CxrError("no image files found in the given paths")
-    rows, skipped, batch, names = [], [], [], []
-
-    def flush():
-        x = preprocess_batch(tf.constant(np.stack(batch)[..., None]), size, normalization=normalization)
-        probs = model.predict_on_batch(x)
-        rows.extend(zip(names, np.asarray(probs)))
-        batch.clear()
-        names.clear()
-
-    for path in progress(files, desc="predict", unit="img"):
-        try:
-            pixels = decode_file(path)
-        except CxrImageError as exc:
-            if not skip_bad:
-                raise
-            skipped.append((str(path), exc.problem))
-            continue
-        batch.append(fit(pixels, stored, settings["aspect"])[0])
-        names.append(str(path))
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    table = pd.DataFrame([{"file": n, **{f"prob_{f}": float(p[j]) for j, f in enumerate(findings)}}
-                          for n, p in rows])
-    if settings["thresholds"]:
-        for f in findings:
-            table[f"call_{f}"] = (table[f"prob_{f}"] >= settings["thresholds"][f]).astype(int)
+        raise CxrDataError(None, "no image files found in the given paths")
+    rows, skipped = [], []
+    with progress(total=len(files), desc="predict", unit="img") as bar:
+        for batch in iter_batches(files, model, batch_size, skip_bad, skipped):
+            probs = model.predict_on_batch(stack(batch))
+            for item, p in zip(batch, probs):
+                row = {"file": item.path, **{f"prob_{f}": float(p[j]) for j, f in enumerate(findings)}}
+                if thresholds:
+                    row.update({f"call_{f}": int(p[j] >= thresholds[f]) for j, f in enumerate(findings)})
+                rows.append(row)
+            bar.update(len(batch))
+    table = pd.DataFrame(rows)
     if out_csv:
         atomic.write_csv(out_csv, table)
     return table, skipped

@@ -16,30 +16,33 @@ import numpy as np
 import pandas as pd
 
 from cxr_tf import __version__, atomic, cards, manifest as mf, sources
-from cxr_tf.errors import CxrDataError, MissingImagesError
+from cxr_tf.errors import CxrConfigError, MissingImagesError
 from cxr_tf.imaging import ASPECTS
 from cxr_tf.records import ENCODINGS, SHARD_GLOB, ImageJob, shard_jobs, write_shards
+from cxr_tf.recordsdir import BOXES, MANIFEST, SCHEMA_VERSION, SKIPPED, SUMMARY
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.json"
 EXAMPLES = 20
 
 
 def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: int = 256,
             aspect: str = "pad", workers: int | None = None, allow_missing: bool = False,
-            encoding: str = "png", images_per_shard: int = 512, seed: int | None = None) -> dict:
+            encoding: str = "png", images_per_shard: int = 512, seed: int | None = None,
+            options: dict | None = None) -> dict:
     """Prepare a dataset directory into a records directory and return its summary.
 
     Images listed but absent on disk, and images that cannot be decoded, raise an error naming
     them, unless ``allow_missing``: then they are skipped, counted and listed in ``skipped.csv``.
+    ``options`` go to the source's ``load`` (see its ``OPTIONS``).
     """
-    if aspect not in ASPECTS:
-        raise ValueError(f"aspect must be one of {ASPECTS}")
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}")
+    for key, value, allowed in (("aspect", aspect, ASPECTS), ("encoding", encoding, ENCODINGS)):
+        if value not in allowed:
+            raise CxrConfigError(f"unknown {key} {value!r}", key=key, fix=" or ".join(allowed))
     if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
-    src = sources.get(dataset).load(data_dir, split=split, seed=seed)
+        raise CxrConfigError(f"must be at least 8 pixels, got {size}", key="size")
+    source = sources.get(dataset)
+    options = sources.check_options(source, options or {})
+    src = source.load(data_dir, split=split, seed=seed, **options)
     if src.missing and not allow_missing:
         raise MissingImagesError(src.root, src.missing)
     out = Path(out_dir)
@@ -76,14 +79,16 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
         pd.DataFrame({"image_id": bad.index, "reason": bad["reason"].to_numpy()}),
     ], ignore_index=True)
     skipped = skipped.merge(frame[["image_id", "path", "split"]], on="image_id", how="left")
-    boxes = _boxes_in_pixels(src, kept)
+    sizes = dict(zip(kept["image_id"], zip(kept["orig_width"], kept["orig_height"])))
+    boxes = sources.boxes_in_pixels(src.boxes, sizes, src.bbox_frame)
+    boxes = boxes.assign(split=boxes["image_id"].map(dict(zip(kept["image_id"], kept["split"]))))
 
-    mf.write(kept, out / "manifest.csv")
-    atomic.write_csv(out / "skipped.csv", skipped[["image_id", "path", "split", "reason"]])
-    atomic.write_csv(out / "boxes.csv", boxes)
+    mf.write(kept, out / MANIFEST)
+    atomic.write_csv(out / SKIPPED, skipped[["image_id", "path", "split", "reason"]])
+    atomic.write_csv(out / BOXES, boxes)
     summary = _summary(src, frame, kept, skipped, bad, boxes, jobs, out, dict(
         dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
-        images_per_shard=images_per_shard, allow_missing=allow_missing))
+        images_per_shard=images_per_shard, allow_missing=allow_missing, options=options))
     atomic.write_json(out / SUMMARY, summary)
     log.info("prepared %d images into %s (%d missing, %d unreadable skipped)", len(kept), out,
              len(src.missing), len(bad))
@@ -115,16 +120,6 @@ def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed:
     return jobs
 
 
-def _boxes_in_pixels(src, kept: pd.DataFrame) -> pd.DataFrame:
-    """Ground-truth boxes of the written images, scaled from the box frame to each file's pixels."""
-    sizes = kept.set_index("image_id")[["orig_width", "orig_height", "split"]]
-    boxes = src.boxes[src.boxes["image_id"].isin(sizes.index)].join(sizes, on="image_id")
-    if src.bbox_frame:
-        sx, sy = boxes["orig_width"] / src.bbox_frame, boxes["orig_height"] / src.bbox_frame
-        boxes = boxes.assign(x=boxes.x * sx, y=boxes.y * sy, w=boxes.w * sx, h=boxes.h * sy)
-    return boxes[["image_id", "finding", "x", "y", "w", "h", "orig_width", "orig_height", "split"]]
-
-
 def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
     """The audit record of one prepare run."""
     card = cards.dataset_card(src.name)
@@ -135,6 +130,7 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
         if p.exists():
             shards[p.name] = {"images": int((kept["shard"] == p.name).sum()), "bytes": p.stat().st_size}
     return {
+        "schema_version": SCHEMA_VERSION,
         "cxr_tf_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
@@ -152,7 +148,7 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
             "boxes": int(len(boxes)),
             "boxed_images": int(boxes["image_id"].nunique()),
         },
-        "release_check": {k: {"expected": v, "listed": _listed_count(k, listed, src)}
+        "release_check": {k: {"expected": v, "listed": src.release_counts.get(k)}
                           for k, v in expected.items()},
         "splits": mf.split_summary(kept, src.findings),
         "labels": {f: int((kept[f] == 1).sum()) for f in src.findings},
@@ -163,24 +159,3 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
         "image_sizes": {i: [int(w), int(h)] for i, w, h in
                         zip(kept["image_id"], kept["orig_width"], kept["orig_height"])},
     }
-
-
-def _listed_count(key: str, listed: pd.DataFrame, src) -> int | None:
-    """The count in the source files that an ``expected`` card entry describes."""
-    return {
-        "images": len(listed), "patients": listed["patient"].nunique(),
-        "train_val_images": int((listed["split"] != "test").sum()),
-        "test_images": int((listed["split"] == "test").sum()),
-        "bbox_boxes": len(src.boxes), "bbox_images": src.boxes["image_id"].nunique(),
-    }.get(key)
-
-
-def load_summary(records_dir) -> dict:
-    """Read a records directory's summary; a directory without one was never completed."""
-    import json
-    path = Path(records_dir) / SUMMARY
-    if not path.is_file():
-        raise CxrDataError(records_dir, f"no {SUMMARY}: not a completed records directory "
-                                        "(run `cxr-tf prepare`, or rerun it if it was interrupted)")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)

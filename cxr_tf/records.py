@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from cxr_tf import atomic, tfrecord
-from cxr_tf.errors import CxrImageError
-from cxr_tf.imaging import decode_file, fit
+from cxr_tf.errors import CxrConfigError, CxrImageError
+from cxr_tf.imaging import decode_file, fit, frame_to_pixels
 from cxr_tf.progress import progress
 from cxr_tf.parallel import mp_context
 
@@ -91,7 +91,7 @@ def encode(pixels: np.ndarray, encoding: str = "png", quality: int = 95) -> byte
     elif encoding == "jpeg":
         img.save(buf, format="JPEG", quality=quality)
     else:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        raise CxrConfigError(f"unknown encoding {encoding!r}", key="encoding", fix=" or ".join(ENCODINGS))
     return buf.getvalue()
 
 
@@ -104,8 +104,8 @@ def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
     labels = np.zeros((0,), np.int64)
     if item.boxes:
         arr = np.asarray(item.boxes, dtype=np.float64)
-        scale = np.array([w, h, w, h]) / job.bbox_frame if job.bbox_frame else 1.0
-        boxes, labels = (arr[:, :4] * scale).astype(np.float32), arr[:, 4].astype(np.int64)
+        xywh = frame_to_pixels(arr[:, :4], w, h, job.bbox_frame) if job.bbox_frame else arr[:, :4]
+        boxes, labels = xywh.astype(np.float32), arr[:, 4].astype(np.int64)
     record = tfrecord.serialize_example({
         "image": encode(stored, job.encoding, job.quality),
         "image_id": item.image_id,

@@ -1,124 +1,134 @@
-"""``cxr-tf reproduce <paper>``: prepare -> train -> evaluate with the paper's recipe from
-``reproductions/<paper>.toml``, ending in ``OUT/report.md`` beside the paper's published numbers.
+"""``cxr-tf reproduce <paper>``: prepare -> train -> evaluate (-> localize) with the paper's recipe
+from ``reproductions/<paper>.toml``, ending in ``OUT/report.md`` beside the paper's published numbers.
 
-``--demo`` runs the same chain on a freshly synthesized phantom ChestX-ray14 (the recipe's
-``[demo]`` section scales image size and epochs down to finish on a laptop CPU); phantom numbers
-check the machinery, they are not comparable with the paper.
+A recipe's ``[train]`` table holds :class:`cxr_tf.config.TrainConfig` fields (refused if unknown),
+``[prepare]`` the records' stored size, ``[paper]`` the recipe as the paper states it (shown beside
+ours), ``[reference]`` the paper's tables, and ``[demo]`` the same chain on a freshly synthesized
+phantom dataset in the real layout (scaled down to finish on a laptop CPU; phantom numbers check
+the machinery and are not comparable with the paper).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 from cxr_tf import atomic, cards
-from cxr_tf.errors import CxrError
+from cxr_tf.config import TrainConfig
+from cxr_tf.errors import CxrConfigError, CxrDataError
 
 log = logging.getLogger(__name__)
-RECIPE_TO_TRAIN = {"model": "backbone", "head": "head", "image_size": "image_size", "loss": "loss",
-                   "learning_rate": "lr", "batch_size": "batch_size", "beta_1": "beta_1",
-                   "beta_2": "beta_2", "weights": "weights", "epochs": "epochs",
-                   "bn_momentum": "bn_momentum", "transition_depth": "transition_depth",
-                   "lse_r": "lse_r"}
 
 
-def resolve(paper: str, demo: bool = False, **overrides) -> tuple[dict, dict]:
-    """(train settings, the paper's stated recipe) for a paper, with demo and user overrides."""
-    cfg = cards.reproduction(paper)
-    recipe = dict(cfg["recipe"])
-    settings = {"preset": recipe.get("preset", cfg.get("preset", paper))}
-    for key, target in RECIPE_TO_TRAIN.items():
-        if key in recipe:
-            settings[target] = recipe[key]
-    settings["hflip"] = bool(recipe.get("augment", {}).get("hflip", True))
+def resolve(paper: str, demo: bool = False, overrides: dict | None = None) -> tuple[TrainConfig, dict]:
+    """(the train config to run, unresolved; the paper's stated recipe): the recipe's ``[train]``,
+    beneath ``[demo.train]`` with ``demo``, beneath ``overrides`` (TrainConfig fields)."""
+    recipe = cards.reproduction(paper)
+    where = f"reproductions/{paper}.toml"
+    values = dict(recipe.get("train", {}))
+    TrainConfig.from_mapping(values, where=f"{where} [train]")
     if demo:
-        settings.update({k: v for k, v in cfg.get("demo", {}).get("train", {}).items()})
-    settings.update({k: v for k, v in overrides.items() if v is not None and k not in ("allow_missing", "store_size")})
-    return settings, recipe
+        demo_train = recipe.get("demo", {}).get("train", {})
+        TrainConfig.from_mapping(demo_train, where=f"{where} [demo.train]")
+        values.update(demo_train)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_mapping(values, where=where), dict(recipe.get("paper", {}))
 
 
-def dry_run_table(paper: str, settings: dict, recipe: dict) -> str:
-    """The resolved recipe beside the paper's stated one, as Markdown."""
-    ours = dict(settings)
-    ours["augment"] = "horizontal flip" if settings.get("hflip", True) else "none"
-    ours.update({"optimizer": "Adam (fused kernel, same update)",
-                 "lr_schedule": "ReduceLROnPlateau(val_loss, factor 0.1, patience 1)",
-                 "checkpoint": "lowest validation loss (run/model.keras)",
-                 "normalization": _backbone_normalization(settings.get("backbone", "densenet121")),
-                 "split": "see the report's split line", "heatmap_thresholds": "[60, 180]",
-                 "localization_T": "[0.1, 0.25, 0.5, 0.75, 0.9]", "training": "cxr-tf train (Keras 3)"})
-    inverse = {v: k for k, v in RECIPE_TO_TRAIN.items()}
-    keys = [k for k in ours if k not in ("hflip", "preset")]
-    keys += [k for k in recipe if k not in keys and RECIPE_TO_TRAIN.get(k) not in keys]
+def _described(key: str, cfg: TrainConfig, split: str | None):
+    """Our value for a recipe row that is not a TrainConfig field."""
+    from cxr_tf.explain.boxes import HEAT_THRESHOLDS
+    from cxr_tf.localize import THRESHOLDS
+    aug = ["random horizontal flip"] if cfg.hflip else []
+    aug += [f"random crop {cfg.crop_scale}"] if cfg.crop_scale else []
+    aug += [f"rotation ±{cfg.rotation:g}°"] if cfg.rotation else []
+    return {
+        "augment": ", ".join(aug) or "none",
+        "optimizer": f"Adam, beta {cfg.beta_1:g} / {cfg.beta_2:g} (fused kernel, same update)",
+        "lr_schedule": f"divide by {1 / cfg.plateau_factor:g} when validation loss plateaus "
+                       f"({cfg.plateau_patience} epoch)",
+        "checkpoint": "lowest validation loss (run/model.keras)",
+        "split": split or "see the report's split line",
+        "heatmap_thresholds": list(HEAT_THRESHOLDS),
+        "localization_T": list(THRESHOLDS),
+        "training": "cxr-tf train (Keras 3)",
+    }.get(key, "")
+
+
+def dry_run_table(cfg: TrainConfig, paper: dict, split: str | None = None) -> str:
+    """The resolved recipe beside the paper's stated one, as Markdown: every key the paper
+    states, then every field our recipe sets that the paper does not."""
+    resolved = cfg.resolved()
+    keys = list(paper) + [k for k in sorted(cfg.given) if k not in paper and k not in ("records", "out")]
     lines = ["| setting | this run | paper |", "|---|---|---|"]
     for key in keys:
-        lines.append(f"| {key} | {ours.get(key, '(default)')} | {recipe.get(inverse.get(key, key), '')} |")
+        ours = getattr(resolved, key) if hasattr(resolved, key) else _described(key, resolved, split)
+        lines.append(f"| {key} | {ours} | {paper.get(key, '')} |")
     return "\n".join(lines)
 
 
-def _backbone_normalization(backbone: str) -> str:
-    """The input normalization a backbone's weights expect (read from the presets data file,
-    without importing Keras)."""
-    from pathlib import Path as _P
+def _records(recipe: dict, dataset: str, data_dir, out: Path, split: str, size: int, allow_missing: bool):
+    """Prepare the records (or reuse ones prepared with the same split and size)."""
+    from cxr_tf.prepare import prepare
+    from cxr_tf.recordsdir import load_summary
+    records = out / "records"
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    with open(_P(__file__).parent / "models" / "presets.toml", "rb") as fh:
-        norm = tomllib.load(fh)["backbones"][backbone]["normalization"]
-    return {"imagenet": "ImageNet mean/std"}.get(norm, f"{norm.split(':')[-1]} preprocess_input")
+        summary = load_summary(records)
+        if summary["config"]["split"] == split and summary["config"]["size"] == size:
+            log.info("reusing %s", records)
+            return records
+    except CxrDataError:
+        pass
+    prepare(dataset, data_dir, records, split=split, size=size, allow_missing=allow_missing)
+    return records
 
 
 def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: bool = False,
-              dry_run: bool = False, **overrides) -> dict:
-    """Run the chain; returns paths and headline numbers. See the module doc."""
-    settings, recipe = resolve(paper, demo, **overrides)
+              dry_run: bool = False, allow_missing: bool = False, overrides: dict | None = None,
+              callbacks=None) -> dict:
+    """Run the chain; returns paths and headline numbers (see the module doc). ``callbacks``:
+    a function of the resolved config and run directory returning extra training callbacks."""
+    cfg, paper_recipe = resolve(paper, demo, overrides)
+    recipe = cards.reproduction(paper)
     if dry_run:
-        return {"table": dry_run_table(paper, settings, recipe), "settings": settings}
-    cfg = cards.reproduction(paper)
+        return {"table": dry_run_table(cfg, paper_recipe), "settings": cfg.resolved().to_dict()}
+    dataset = recipe["dataset"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    size = int(recipe.get("prepare", {}).get("size", 256))
     if demo:
-        from cxr_tf.synth.chestxray14 import write_dataset
-        d = cfg.get("demo", {})
+        from cxr_tf.sources import synth_writer
+        d = recipe.get("demo", {})
         data_dir = out / "phantom"
-        if not (data_dir / "Data_Entry_2017_v2020.csv").is_file():
-            write_dataset(data_dir, n_images=d.get("images", 1500), n_patients=d.get("patients"),
-                          size=d.get("synth_size", 128), seed=d.get("seed", 0))
-        split = d.get("split", split)
+        if not (data_dir / ".complete").is_file():
+            synth_writer(dataset)(data_dir, n_images=d.get("images", 1500), n_patients=d.get("patients"),
+                                  size=d.get("synth_size", 128), seed=d.get("seed", 0))
+            atomic.write_text(data_dir / ".complete", "synthesized\n")
+        split = d.get("prepare", {}).get("split", split)
+        size = int(d.get("prepare", {}).get("size", size))
     elif data_dir is None:
-        raise CxrError("--data-dir is required (or use --demo)")
-    from cxr_tf.prepare import load_summary, prepare
-    records = out / "records"
-    store = int(cfg.get("demo", {}).get("store_size", 256)) if demo else int(overrides.get("store_size") or 256)
-    try:
-        summary = load_summary(records)
-        if summary["config"]["split"] != split or summary["config"]["size"] != store:
-            raise CxrError("stale")
-        log.info("reusing %s", records)
-    except CxrError:
-        prepare(cfg["dataset"], data_dir, records, split=split, size=store,
-                allow_missing=bool(overrides.get("allow_missing")))
+        raise CxrConfigError("is required (or use --demo)", key="data_dir")
+    records = _records(recipe, dataset, data_dir, out, split, size, allow_missing)
+
     from cxr_tf.evaluate import evaluate
-    from cxr_tf.train import TrainConfig, train
+    from cxr_tf.train import planned_config, train
     run = out / "run"
-    known = TrainConfig.__dataclass_fields__
-    tc = TrainConfig(records=str(records), out=str(run), **{k: v for k, v in settings.items() if k in known})
-    if (run / "state.json").is_file():
-        train(tc, resume=True)
-    else:
-        train(tc)
-    metrics = evaluate(run, split="test", n_boot=int(cfg.get("demo", {}).get("bootstrap", 1000)) if demo else 1000)
+    values = {**cfg.given_values(), "records": str(records), "out": str(run)}
+    resume = (run / "state.json").is_file()
+    tc = TrainConfig.from_mapping(values)
+    extra = callbacks(planned_config(tc, resume)[0], run) if callbacks else []
+    train(tc, resume=resume, callbacks=extra)
+    metrics = evaluate(run, split="test", n_boot=int(recipe.get("demo", {}).get("bootstrap", 1000)) if demo else 1000)
     localization = None
-    if (records / "boxes.csv").is_file() and len((records / "boxes.csv").read_text().splitlines()) > 1:
+    from cxr_tf.recordsdir import RecordsDir
+    if len(RecordsDir(records).boxes("test")):
         from cxr_tf.localize import localize_run
         localize_run(run, method="cam")
         localization = (run / "localization.md").read_text()
     elapsed = time.perf_counter() - t0
-    report = render_report(paper, cfg, metrics, split, demo, settings, recipe, elapsed)
+    report = render_report(recipe, metrics, split, demo, dry_run_table(tc, paper_recipe, split), elapsed)
     if localization:
         section = ("## Weakly-supervised localization (CAM, test images with boxes)\n\n"
                    + localization.split("\n", 2)[2] + "\n")
@@ -128,17 +138,18 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
             "run": str(run)}
 
 
-def render_report(paper, cfg, metrics, split, demo, settings, recipe, elapsed) -> str:
+def render_report(recipe: dict, metrics: dict, split: str, demo: bool, recipe_table: str, elapsed: float) -> str:
     """report.md: our per-class AUROC beside the paper's table, the split, and the recipe."""
-    ref = cfg["reference"]
+    ref = recipe["reference"]
     cols = ref["columns"]
+    splits = cards.dataset_card(recipe["dataset"]).get("splits", {})
     ours = {r["finding"]: r for r in metrics["per_class"]}
-    lines = [f"# Reproduction: {cfg['title']}", ""]
+    lines = [f"# Reproduction: {recipe['title']}", ""]
     if demo:
         lines += ["**Demo on synthetic phantoms.** These numbers check that the whole chain works; "
                   "phantoms are not radiographs, so they are not comparable with the paper's.", ""]
-    lines += [f"- Split: **{split}** ({'NIH official lists, validation carved out by patient' if split == 'official' else 'random, patient-level'}); "
-              f"the paper's: {recipe.get('split', 'not stated')}. {ref.get('note', '').strip()}",
+    lines += [f"- Split: **{split}** ({splits.get(f'{split}_description', split)}); "
+              f"the paper's: {recipe.get('paper', {}).get('split', 'not stated')}. {ref.get('note', '').strip()}",
               f"- Test images: {metrics['images']}; AUROC 95% CIs from {metrics['bootstrap']['resamples']} "
               "image-level bootstrap resamples.",
               f"- Wall time (synthesis or prepare, train, evaluate, localize, report): {elapsed / 60:.1f} min.", "",
@@ -153,11 +164,9 @@ def render_report(paper, cfg, metrics, split, demo, settings, recipe, elapsed) -
     lines.append(f"| **mean** | **{m['auroc']:.4f}** ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) | "
                  + " | ".join(f"{v:.4f}" for v in ref["mean"]) + " |")
     lines += ["", "Paper means are computed from the columns (the paper prints none).",
-              "", "## Recipe", "", dry_run_table(paper, settings, recipe), "",
-              "## Files", "", "- `run/model.keras`, `run/logs/` (TensorBoard), `run/metrics.json`, "
+              "", "## Recipe", "", recipe_table, "",
+              "## Files", "", "- `run/model.keras` (stand-alone: takes raw grayscale pixels, carries findings, "
+              "normalization and thresholds), `run/logs/` (TensorBoard), `run/metrics.json`, "
               "`run/metrics.csv`, `run/predictions_test.csv`, `run/roc_curves.png`, `run/pr_curves.png`, "
               "`run/confusion_matrices.png`", ""]
     return "\n".join(lines)
-
-
-__all__ = ["reproduce", "resolve", "dry_run_table", "render_report", "json"]

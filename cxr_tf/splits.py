@@ -8,8 +8,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from cxr_tf.errors import CxrDataError, LeakageError
+from cxr_tf.errors import CxrConfigError, CxrDataError, LeakageError
 from cxr_tf.manifest import assert_patient_disjoint
+
+METHODS = ("official", "random")
 
 
 def _shuffled_patients(patients: Iterable, seed: int) -> np.ndarray:
@@ -23,7 +25,8 @@ def random_split(frame: pd.DataFrame, fractions: Sequence[float] = (0.8, 0.1, 0.
     """Patient-level random split into train/val/test with the given patient fractions."""
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise CxrConfigError(f"must be three non-negative numbers summing to 1, got {fractions}",
+                             key="fractions")
     patients = _shuffled_patients(frame["patient"], seed)
     cuts = np.round(np.cumsum(fr)[:2] * len(patients)).astype(int)
     assign = {}
@@ -42,7 +45,7 @@ def official_split(frame: pd.DataFrame, train_val: Iterable[str], test: Iterable
     Every image must be on exactly one list. Raises :class:`LeakageError` if the lists themselves
     share patients."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise CxrConfigError(f"must be in [0, 1), got {val_fraction}", key="val_fraction")
     train_val, test = set(train_val), set(test)
     both = train_val & test
     if both:
@@ -73,4 +76,4 @@ def make_split(frame: pd.DataFrame, method: str, **kwargs) -> pd.DataFrame:
         return random_split(frame, **kwargs)
     if method == "official":
         return official_split(frame, **kwargs)
-    raise ValueError(f"unknown split method {method!r}; use 'official' or 'random'")
+    raise CxrConfigError(f"unknown split method {method!r}", key="split", fix=" or ".join(METHODS))

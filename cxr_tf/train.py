@@ -1,98 +1,33 @@
-"""``cxr-tf train``: the CheXNet recipe by default, any preset/backbone/loss by option.
+"""``cxr-tf train``: the CheXNet recipe by default, any preset/backbone/loss by config.
 
-A run directory holds: ``config.json`` (the exact resolved config), ``split_summary.json`` (the
-records' split counts), ``checkpoints/`` + ``state.json`` (atomic, resumable), ``model.keras``
-(best validation loss), ``history.csv``, ``timing.json`` and TensorBoard logs in ``logs/``
-(loss, learning rate, per-class and mean validation AUROC every epoch).
+Training is built from parts that hyperparameter search and federated training call without a
+run directory: :func:`configure_tf`, :func:`build_loss`, :func:`build_optimizer`,
+:func:`build_compiled_model`, :func:`make_datasets` and :func:`make_callbacks` (or all of them at
+once, :func:`build_parts`). :func:`train` is the run loop over them: it validates everything and
+builds the model and datasets before it writes anything, then keeps a run directory
+(see :mod:`cxr_tf.rundir`) with atomic checkpoints, resumable state and TensorBoard logs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import platform
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from cxr_tf import __version__, atomic
-from cxr_tf.errors import CxrError
-from cxr_tf.findings import apply_policy
-from cxr_tf.prepare import load_summary
+from cxr_tf.config import TrainConfig, for_resume
+from cxr_tf.errors import CxrConfigError, CxrDataError
+from cxr_tf.findings import IGNORE, apply_policy
+from cxr_tf.recordsdir import RecordsDir
+from cxr_tf.rundir import CONFIG, SPLIT_SUMMARY, STATE, RunDir
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on. ``None`` fields are filled from the preset."""
-
-    records: str
-    out: str
-    preset: str = "chexnet"
-    backbone: str | None = None
-    head: str | None = None
-    transition_depth: int | None = None
-    lse_r: float | None = None
-    weights: str | None = "imagenet"
-    findings: list | None = None
-    image_size: int | None = None
-    normalization: str | None = None
-    loss: str = "bce"
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-3
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    plateau_factor: float = 0.1
-    plateau_patience: int = 1
-    min_lr: float = 1e-7
-    bn_momentum: float | None = 0.9   # PyTorch BN momentum 0.1, as CheXNet trained; None keeps Keras 0.99
-    hflip: bool = True
-    crop_scale: list | None = None
-    rotation: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    uncertain: str = "ignore"
-    blank: str = "zeros"
-    mixed_precision: bool = False
-    jit_compile: bool = False
-    fast_start: bool = True
-    strategy: str = "auto"
-    seed: int = 0
-    deterministic: bool = False
-    steps_per_epoch: int | None = None
-    shuffle_buffer: int = 2048
-    verbose: int = 2
-    tb_cam_images: int = 4            # validation images with Grad-CAM overlays in TensorBoard
-    extra: dict = field(default_factory=dict)
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with preset defaults filled in and the findings fixed."""
-        from cxr_tf.findings import vocabulary
-        from cxr_tf.models import BACKBONES, preset
-        cfg = dataclasses.replace(self)
-        p = preset(cfg.preset)
-        cfg.backbone = cfg.backbone or p["backbone"]
-        cfg.head = cfg.head or p["head"]
-        cfg.image_size = cfg.image_size or p["image_size"]
-        cfg.normalization = cfg.normalization or BACKBONES[cfg.backbone]["normalization"]
-        if cfg.findings is None:
-            cfg.findings = list(vocabulary(p.get("dataset", "chestxray14"), p.get("findings")).findings)
-        if cfg.weights in ("none", "None", ""):
-            cfg.weights = None
-        return cfg
-
-
-def run_config(run_dir) -> dict:
-    """A run directory's resolved ``config.json``; a clear error if it is not a run directory."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CxrError(f"{run_dir}: not a run directory (no config.json); train one with `cxr-tf train`")
-    return json.loads(path.read_text())
-
-
-def _configure_tf(cfg: TrainConfig):
+def configure_tf(cfg: TrainConfig) -> None:
     """Seeds, determinism, precision and the start-up settings, before any model is built."""
     import keras
     import tensorflow as tf
@@ -109,120 +44,199 @@ def _configure_tf(cfg: TrainConfig):
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
-def _targets(frame, findings, cfg):
-    return apply_policy(frame[list(findings)].to_numpy(dtype="float32"), cfg.uncertain, cfg.blank)
+def split_targets(records: RecordsDir, split: str, cfg: TrainConfig):
+    """One split's training targets (label policy applied), in evaluation order."""
+    frame = records.split_frame(split)
+    return apply_policy(frame[list(cfg.findings)].to_numpy(dtype="float32"), cfg.uncertain, cfg.blank)
 
 
-def train(config: TrainConfig, resume: bool = False, callbacks: list | None = None) -> dict:
-    """Train (or resume) a run; returns the run's final state. ``callbacks`` are appended to
-    ours (which must run first: they put the validation metrics into the logs)."""
-    cfg = config.resolved()
-    run = Path(cfg.out)
-    state_file = run / "state.json"
-    if resume:
-        if not state_file.is_file():
-            raise CxrError(f"{run}: nothing to resume (no state.json)")
-        saved = run_config(run)
-        saved.update({k: getattr(cfg, k) for k in ("epochs", "verbose")})
-        cfg = TrainConfig(**saved)
-    elif (run / "config.json").exists():
-        raise CxrError(f"{run}: already a run directory; use --resume to continue it, or a new --out")
-    summary = load_summary(cfg.records)
-    for split in ("train", "val"):
-        if split not in summary["splits"]:
-            raise CxrError(f"{cfg.records}: the records have no {split!r} split")
+def check_records(cfg: TrainConfig, records: RecordsDir) -> None:
+    """Refuse records a run cannot train on, before anything is built."""
+    records.require_splits("train", "val")
+    records.label_indices(cfg.findings)
     if cfg.loss == "bce" and cfg.uncertain == "ignore" and any(
-            sum(s["uncertain"].values()) for s in summary["splits"].values()):
-        raise CxrError("the records have uncertain labels: use --loss masked_bce for U-Ignore, or "
-                       "an --uncertain policy of zeros/ones with plain bce")
+            sum(s["uncertain"].get(f, 0) for f in cfg.findings) for s in records.splits.values()):
+        raise CxrConfigError("the records have uncertain labels, which plain bce cannot ignore", key="loss",
+                             fix="masked_bce (U-Ignore), or an uncertain policy of zeros or ones")
 
-    _configure_tf(cfg)
+
+def build_loss(cfg: TrainConfig, records: RecordsDir | None = None):
+    """The named loss; ``weighted_bce`` counts positives on the training split after the label
+    policy (so U-Ones positives count as positives)."""
+    from cxr_tf import losses
+
+    kwargs = {}
+    if cfg.loss == "weighted_bce":
+        if records is None:
+            raise CxrConfigError("weighted_bce needs the records to count positives", key="loss")
+        y = split_targets(records, "train", cfg)
+        kwargs = {"positives": (y == 1).sum(axis=0).tolist(), "totals": (y != IGNORE).sum(axis=0).tolist()}
+    elif cfg.loss == "focal":
+        kwargs = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma}
+    return losses.get(cfg.loss, **kwargs)
+
+
+def build_optimizer(cfg: TrainConfig):
+    """Adam with the fused TensorFlow kernel (same update as Keras' Adam)."""
+    from cxr_tf.optimizers import FusedAdam
+    return FusedAdam(cfg.lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2)
+
+
+def build_compiled_model(cfg: TrainConfig, records: RecordsDir | None = None):
+    """The model of a resolved config, compiled, its optimizer built (no variable is created
+    inside the first traced step). Call inside a strategy's scope to distribute it."""
     import keras
 
-    from cxr_tf import losses
-    from cxr_tf.callbacks import AtomicCheckpoint, ResumablePlateau, StepTimer, ValidationMetrics
-    from cxr_tf.distribute import is_chief, strategy_for
-    from cxr_tf.models import build_model, load_model
-    from cxr_tf.optimizers import FusedAdam
-    from cxr_tf.pipeline import Augment, make_dataset, split_frame
+    from cxr_tf.models import build_model
 
-    run.mkdir(parents=True, exist_ok=True)
-    chief = is_chief()
-    if chief and not resume:
-        atomic.write_json(run / "config.json", dataclasses.asdict(cfg))
-        atomic.write_json(run / "split_summary.json", {
-            "records": str(Path(cfg.records).resolve()), "prepare_config": summary["config"],
-            "counts": summary["counts"], "splits": summary["splits"]})
-        atomic.write_json(run / "environment.json", _environment())
-    strategy = strategy_for(cfg.strategy)
-    train_stats = summary["splits"]["train"]
-    loss_kwargs = {}
-    if cfg.loss == "weighted_bce":
-        loss_kwargs = {"positives": [train_stats["positives"][f] for f in cfg.findings],
-                       "totals": [train_stats["images"]] * len(cfg.findings)}
-    state = json.loads(state_file.read_text()) if resume else None
-    with strategy.scope():
-        if resume:
-            model = load_model(run / state["checkpoint"], compile=True)
-            log.info("resuming %s from epoch %d", run, state["epoch"])
-        else:
-            model = build_model(cfg.preset, backbone=cfg.backbone, head=cfg.head, findings=cfg.findings,
-                                weights=cfg.weights, image_size=cfg.image_size,
-                                transition_depth=cfg.transition_depth, lse_r=cfg.lse_r)
-            if cfg.bn_momentum is not None:  # e.g. 0.9 = PyTorch's BN momentum 0.1 (CheXNet's framework)
-                for layer in model.layers:
-                    if isinstance(layer, keras.layers.BatchNormalization):
-                        layer.momentum = cfg.bn_momentum
-            model.compile(optimizer=FusedAdam(cfg.lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2),
-                          loss=losses.get(cfg.loss, **loss_kwargs), jit_compile=cfg.jit_compile)
-        model.optimizer.build(model.trainable_variables)   # no variable creation inside the trace
+    model = build_model(cfg.preset, backbone=cfg.backbone, head=cfg.head, findings=cfg.findings,
+                        weights=cfg.weights, image_size=cfg.image_size, transition_depth=cfg.transition_depth,
+                        lse_r=cfg.lse_r, dropout=cfg.dropout, normalization=cfg.normalization,
+                        stored_size=records.stored_size if records else None,
+                        aspect=records.aspect if records else "pad")
+    if cfg.bn_momentum is not None:  # e.g. 0.9 = PyTorch's BN momentum 0.1 (CheXNet's framework)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = cfg.bn_momentum
+    model.compile(optimizer=build_optimizer(cfg), loss=build_loss(cfg, records), jit_compile=cfg.jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def make_datasets(cfg: TrainConfig, records: RecordsDir):
+    """(training dataset, validation pixels dataset, validation targets) for a resolved config."""
+    from cxr_tf.pipeline import Augment, make_dataset
+
     augment = Augment(cfg.hflip, tuple(cfg.crop_scale) if cfg.crop_scale else None, cfg.rotation,
                       cfg.brightness, cfg.contrast)
-    common = dict(image_size=cfg.image_size, normalization=cfg.normalization, uncertain=cfg.uncertain,
-                  blank=cfg.blank, findings=cfg.findings, batch_size=cfg.batch_size)
-    train_ds = make_dataset(cfg.records, "train", augment=augment, seed=cfg.seed,
+    common = dict(image_size=cfg.image_size, uncertain=cfg.uncertain, blank=cfg.blank,
+                  findings=cfg.findings, batch_size=cfg.batch_size)
+    train_ds = make_dataset(records.path, "train", augment=augment, seed=cfg.seed,
                             deterministic=cfg.deterministic, drop_remainder=True,
-                            shuffle_buffer=cfg.shuffle_buffer, repeat=cfg.steps_per_epoch is not None, **common)
-    val_ds = make_dataset(cfg.records, "val", training=False, **common).map(lambda x, y: x)
-    val_targets = _targets(split_frame(cfg.records, "val"), cfg.findings, cfg)
+                            shuffle_buffer=cfg.shuffle_buffer, repeat=cfg.steps_per_epoch is not None,
+                            **common)
+    val_ds = make_dataset(records.path, "val", training=False, **common).map(lambda x, y: x)
+    return train_ds, val_ds, split_targets(records, "val", cfg)
+
+
+def make_callbacks(cfg: TrainConfig, model, val_ds, val_targets, run: Path | None = None,
+                   state: dict | None = None, chief: bool = True):
+    """Our callbacks, in the order they must run: validation metrics first (they put val_loss
+    and AUROC into the logs), the plateau rule, then (with a run directory) checkpoints,
+    timing and TensorBoard. Returns (callbacks, timer)."""
+    import keras
+
+    from cxr_tf.callbacks import AtomicCheckpoint, ResumablePlateau, StepTimer, ValidationMetrics
 
     plateau = ResumablePlateau(monitor="val_loss", factor=cfg.plateau_factor,
                                patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     plateau.restore((state or {}).get("plateau"))
-    timer = StepTimer(run / "timing.json", cfg.batch_size)
-    extra = list(callbacks or [])
-    callbacks = [ValidationMetrics(val_ds, val_targets, cfg.findings, model.loss, cfg.batch_size),
-                 plateau, AtomicCheckpoint(run, plateau, state, write=chief), timer]
-    if chief:
+    timer = StepTimer(run / "timing.json" if run and chief else None, cfg.batch_size)
+    callbacks = [ValidationMetrics(val_ds, val_targets, cfg.findings, model.loss, cfg.batch_size), plateau]
+    if run is not None:
+        callbacks.append(AtomicCheckpoint(run, plateau, state, write=chief))
+    callbacks.append(timer)
+    if run is not None and chief:
         callbacks.append(keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False,
                                                      update_freq="epoch", profile_batch=0))
-    if chief and cfg.tb_cam_images:
-        callbacks.append(_cam_callback(cfg, run))
-    callbacks += extra
+    return callbacks, timer
+
+
+@dataclass
+class Parts:
+    """Everything a training loop needs, built from a resolved config."""
+
+    config: TrainConfig
+    records: RecordsDir
+    strategy: object
+    model: object
+    train_ds: object
+    val_ds: object
+    val_targets: object
+
+
+def build_parts(config: TrainConfig, model=None) -> Parts:
+    """Resolve the config and build records, strategy, compiled model and datasets, writing
+    nothing (for search and federated clients). ``model``: reuse an already compiled one."""
+    from cxr_tf.distribute import strategy_for
+
+    cfg = config.resolved()
+    records = RecordsDir(cfg.records)
+    check_records(cfg, records)
+    configure_tf(cfg)
+    strategy = strategy_for(cfg.strategy)
+    if model is None:
+        with strategy.scope():
+            model = build_compiled_model(cfg, records)
+    train_ds, val_ds, val_targets = make_datasets(cfg, records)
+    return Parts(cfg, records, strategy, model, train_ds, val_ds, val_targets)
+
+
+def planned_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict | None]:
+    """The resolved config a run will use and its saved state (when resuming), refusing what
+    cannot be started; writes nothing."""
+    if config.out is None:
+        raise CxrConfigError("a training run needs a run directory", key="out")
+    run = Path(config.out)
+    if resume:
+        if not (run / CONFIG).is_file():
+            raise CxrDataError(run, "nothing to resume: not a run directory (no config.json)")
+        saved = RunDir(run)
+        state = saved.state
+        if state is None:
+            raise CxrDataError(run, "nothing to resume: no epoch completed; start it again without --resume")
+        return for_resume(saved.config, config.given_values()), state
+    cfg = config.resolved()
+    if (run / STATE).is_file():
+        epochs = json.loads((run / STATE).read_text()).get("epoch")
+        raise CxrDataError(run, f"already a run directory ({epochs} epoch(s) done); use --resume to "
+                                "continue it, or a new --out")
+    return cfg, None
+
+
+def train(config: TrainConfig, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train (or resume) a run; returns the run's final state. ``callbacks`` run after ours (for
+    example :class:`cxr_tf.explain.CamImages`, which ``cxr-tf train`` adds)."""
+    cfg, state = planned_config(config, resume)
+    run = Path(cfg.out)
+    records = RecordsDir(cfg.records)
+    check_records(cfg, records)
+    configure_tf(cfg)
+
+    from cxr_tf.distribute import is_chief, strategy_for
+    from cxr_tf.models import load_model
+
+    strategy = strategy_for(cfg.strategy)
+    with strategy.scope():
+        if state:
+            model = load_model(run / state["checkpoint"], compile=True)
+            model.optimizer.build(model.trainable_variables)
+            log.info("resuming %s from epoch %d", run, state["epoch"])
+        else:
+            model = build_compiled_model(cfg, records)
+    train_ds, val_ds, val_targets = make_datasets(cfg, records)
+    chief = is_chief()
+    if chief and not state:
+        if (run / CONFIG).is_file():
+            log.warning("%s: no epoch had completed; starting it again", run)
+            for stale in ("logs", "checkpoints"):
+                shutil.rmtree(run / stale, ignore_errors=True)
+        run.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(run / SPLIT_SUMMARY, {
+            "records": str(records.path.resolve()), "prepare_config": records.summary["config"],
+            "counts": records.summary["counts"], "splits": records.splits})
+        atomic.write_json(run / "environment.json", _environment())
+        atomic.write_json(run / CONFIG, cfg.to_dict())
+    ours, timer = make_callbacks(cfg, model, val_ds, val_targets, run, state, chief)
     initial = state["epoch"] if state else 0
     if initial >= cfg.epochs:
         log.info("%s already trained for %d epochs", run, initial)
         return state
-    model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial, callbacks=callbacks,
+    model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial, callbacks=ours + list(callbacks or []),
               steps_per_epoch=cfg.steps_per_epoch, verbose=cfg.verbose, shuffle=False)
-    final = json.loads(state_file.read_text()) if state_file.exists() else {}
+    final = RunDir(run).state or {}
     final["timing"] = timer.result()
     return final
-
-
-def _cam_callback(cfg: TrainConfig, run: Path):
-    """The TensorBoard Grad-CAM callback on the first validation images."""
-    import numpy as np
-
-    from cxr_tf.callbacks import CamImages
-    from cxr_tf.pipeline import make_dataset
-    ds = make_dataset(cfg.records, "val", training=False, batch_size=cfg.tb_cam_images,
-                      image_size=cfg.image_size, normalization=cfg.normalization, findings=cfg.findings)
-    images = next(iter(ds))[0].numpy()
-    gray = make_dataset(cfg.records, "val", training=False, batch_size=cfg.tb_cam_images,
-                             image_size=cfg.image_size, normalization="unit", findings=cfg.findings)
-    display = next(iter(gray))[0].numpy()[..., 0]
-    return CamImages(run / "logs" / "cam", images, np.clip(display, 0, 1), cfg.findings)
 
 
 def _environment() -> dict:

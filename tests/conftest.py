@@ -74,10 +74,13 @@ def _tiny_config(records, out, **kw):
 
 @pytest.fixture(scope="session")
 def tiny_run(records_dir, tmp_path_factory) -> Path:
-    """A finished tiny-preset training run on ``records_dir`` (shared by train/evaluate/localize tests)."""
-    from cxr_tf.train import train
+    """A finished tiny-preset training run on ``records_dir`` (shared by train/evaluate/localize
+    tests), with the TensorBoard Grad-CAM images ``cxr-tf train`` adds."""
+    from cxr_tf.explain.tensorboard import cam_images_for
+    from cxr_tf.train import planned_config, train
     out = tmp_path_factory.mktemp("run") / "tiny"
-    train(_tiny_config(records_dir, out))
+    cfg = _tiny_config(records_dir, out)
+    train(cfg, callbacks=[cam_images_for(planned_config(cfg, False)[0], out)])
     return out
 
 

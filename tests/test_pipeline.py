@@ -1,5 +1,5 @@
-"""tf.data pipeline: exact decoding and normalization, determinism, augmentation, label policies,
-error messages, and MirroredStrategy on two logical CPU devices."""
+"""tf.data pipeline: exact decoding into compact uint8 batches, determinism, augmentation, label
+policies, error messages, and MirroredStrategy on two logical CPU devices."""
 
 import numpy as np
 import pandas as pd
@@ -7,40 +7,49 @@ import pytest
 import tensorflow as tf
 
 from cxr_tf.errors import CxrDataError
-from cxr_tf.prepare import load_summary
-from cxr_tf.pipeline import (IMAGENET_MEAN, IMAGENET_STD, Augment, distribute, make_dataset,
-                             read_examples, targets)
+from cxr_tf.recordsdir import load_summary
+from cxr_tf.pipeline import Augment, distribute, make_dataset, preprocess_batch, read_examples, targets
 
 
-def _stored(records_dir, split):
-    return {ex["image_id"].numpy().decode(): tf.io.decode_png(ex["image"]).numpy()[..., 0] / 255.0
+def _stored(records_dir, split, scale=255.0):
+    return {ex["image_id"].numpy().decode(): tf.io.decode_png(ex["image"]).numpy()[..., 0] / scale
             for ex in read_examples(records_dir, split)}
 
 
-def test_eval_batches_are_exact_and_complete(records_dir):
-    stored = _stored(records_dir, "test")
+def test_eval_batches_are_exact_compact_and_complete(records_dir):
+    """At the stored size, evaluation ships the stored bytes themselves: uint8, one channel."""
+    stored = _stored(records_dir, "test", scale=1)
     man = pd.read_csv(records_dir / "manifest.csv").set_index("image_id")
     findings = load_summary(records_dir)["findings"]
     ds = make_dataset(records_dir, "test", batch_size=5, image_size=48, include_meta=True)
     seen = []
     for x, y, meta in ds:
-        assert x.dtype == tf.float32 and x.shape[1:] == (48, 48, 3)
+        assert x.dtype == tf.uint8 and x.shape[1:] == (48, 48, 1)
         for img, lab, iid in zip(x.numpy(), y.numpy(), meta["image_id"].numpy()):
             iid = iid.decode()
             seen.append(iid)
-            want = (stored[iid][..., None] - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
-            np.testing.assert_allclose(img, want, atol=1e-5)
+            np.testing.assert_array_equal(img[..., 0], stored[iid])
             np.testing.assert_array_equal(lab, man.loc[iid, findings].to_numpy(float))
     assert sorted(seen) == sorted(stored) and len(seen) == len(set(seen))
     assert len(ds) == -(-len(stored) // 5)
 
 
-def test_resize_and_unit_normalization(records_dir):
-    x, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32, normalization="unit")))
-    assert x.shape == (2, 32, 32, 3) and 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
-    x, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32,
-                                  normalization="model:resnet50")))
-    assert float(tf.reduce_max(x)) > 50  # caffe-style mean-subtracted 0..255
+def test_resize_rounds_to_uint8_or_keeps_float(records_dir):
+    stored = _stored(records_dir, "val", scale=1)
+    first = next(iter(stored.values()))
+    want = tf.image.resize(first[None, ..., None].astype(np.float32), [32, 32]).numpy()[0, ..., 0]
+    x, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32)))
+    assert x.dtype == tf.uint8 and x.shape == (2, 32, 32, 1)
+    np.testing.assert_array_equal(x.numpy()[0, ..., 0], np.clip(np.round(want), 0, 255))
+    xf, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32, dtype=tf.float32)))
+    np.testing.assert_allclose(xf.numpy()[0, ..., 0], want, atol=1e-4)
+    assert np.abs(xf.numpy() - x.numpy()).max() <= 0.5 + 1e-4
+
+
+def test_preprocess_batch_is_the_identity_at_the_stored_size():
+    img = tf.constant(np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8, 1))
+    np.testing.assert_array_equal(preprocess_batch(img, 8).numpy(), img.numpy())
+    np.testing.assert_array_equal(preprocess_batch(img, 8, dtype=tf.float32).numpy(), img.numpy().astype(np.float32))
 
 
 def _first_batches(ds, n=2):
@@ -61,11 +70,12 @@ def test_seeded_deterministic_training_stream(records_dir):
 
 def test_hflip_only_yields_original_or_mirror(records_dir):
     stored = _stored(records_dir, "train")
-    ds = make_dataset(records_dir, "train", batch_size=16, image_size=48, normalization="unit",
+    ds = make_dataset(records_dir, "train", batch_size=16, image_size=48,
                       augment=Augment(hflip=True), include_meta=True, seed=1)
     flips = 0
     for x, _, meta in ds:
-        for img, iid in zip(x.numpy()[..., 0], meta["image_id"].numpy()):
+        assert x.dtype == tf.uint8
+        for img, iid in zip(x.numpy()[..., 0] / 255.0, meta["image_id"].numpy()):
             orig = stored[iid.decode()]
             if np.allclose(img, orig, atol=1e-6):
                 continue
@@ -108,8 +118,9 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir):
     assert shapes == [4, 4]
     import keras
     with strategy.scope():
-        model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, strides=2),
-                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(14, "sigmoid")])
+        model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Rescaling(1 / 255),
+                                  keras.layers.Conv2D(4, 3, strides=2), keras.layers.GlobalAveragePooling2D(),
+                                  keras.layers.Dense(14, "sigmoid")])
         model.compile("adam", "binary_crossentropy")
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
@@ -121,11 +132,3 @@ def test_eval_order_is_split_frame_order(records_dir):
     ids = [i.decode() for _, _, m in make_dataset(records_dir, "test", batch_size=4, include_meta=True,
                                                   image_size=48) for i in m["image_id"].numpy()]
     assert ids == frame["image_id"].tolist()
-
-
-@pytest.mark.parametrize("norm", ["imagenet", "unit", "model:resnet50", "model:inception_v3", "model:densenet121"])
-def test_gray_normalization_equals_three_channel_normalization(norm):
-    from cxr_tf.pipeline import normalize, normalize_gray
-    gray = tf.random.stateless_uniform([2, 5, 7, 1], [1, 2]) * 255.0
-    want = normalize(tf.tile(gray, [1, 1, 1, 3]) / 255.0, norm)
-    np.testing.assert_allclose(normalize_gray(gray, norm).numpy(), want.numpy(), rtol=1e-5, atol=1e-4)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from cxr_tf.errors import CxrImageError, MissingImagesError
 from cxr_tf.imaging import decode_file, fit
-from cxr_tf.prepare import load_summary, prepare
+from cxr_tf.prepare import prepare
+from cxr_tf.recordsdir import load_summary
 from cxr_tf.sources import chestxray14 as src
 
 tf = pytest.importorskip("tensorflow")
@@ -36,7 +37,8 @@ def test_roundtrip_images_labels_boxes(phantom_dir, records_dir):
             expected, aff = fit(original, 48, "pad")
             got = tf.io.decode_png(ex["image"]).numpy()[..., 0]
             np.testing.assert_array_equal(got, expected)           # lossless, exactly what we wrote
-            np.testing.assert_array_equal(ex["labels"].numpy(), part.loc[image_id, list(source.findings)].to_numpy(float))
+            want_labels = part.loc[image_id, list(source.findings)].to_numpy(float)
+            np.testing.assert_array_equal(ex["labels"].numpy(), want_labels)
             assert ex["orig_size"].numpy().tolist() == [64, 64]
             np.testing.assert_allclose(ex["affine"].numpy(), [aff.sx, aff.sy, aff.tx, aff.ty])
             want = source.boxes[source.boxes["image_id"] == image_id]

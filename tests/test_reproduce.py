@@ -16,7 +16,8 @@ from cxr_tf.reproduce import render_report, resolve
     ("chexnet", ("| backbone | densenet121 | densenet121 |", "| lr | 0.001 | 0.001 |",
                  "| batch_size | 16 | 16 |", "| loss | bce | bce |", "| image_size | 224 | 224 |")),
     ("chestxray8", ("| backbone | resnet50 | resnet50 |", "| head | transition_lse | transition_lse |",
-                    "| loss | wcel | wcel |", "| lse_r | 10.0 | 10.0 |", "| heatmap_thresholds | [60, 180] | [60, 180] |")),
+                    "| loss | wcel | wcel |", "| lse_r | 10.0 | 10.0 |",
+                    "| heatmap_thresholds | [60, 180] | [60, 180] |", "| image_size | 224 | 1024 |")),
 ])
 def test_dry_run_shows_recipe_beside_paper(tmp_path, paper, rows):
     res = CliRunner().invoke(main, ["reproduce", paper, "--dry-run", "--out", str(tmp_path)])
@@ -27,30 +28,46 @@ def test_dry_run_shows_recipe_beside_paper(tmp_path, paper, rows):
 
 
 def test_demo_settings_scale_down_but_keep_recipe():
-    settings, recipe = resolve("chexnet", demo=True)
-    assert settings["backbone"] == "densenet121" and settings["lr"] == 1e-3 and settings["loss"] == "bce"
-    assert settings["weights"] == "none" and settings["image_size"] < 224
+    cfg, paper = resolve("chexnet", demo=True)
+    settings = cfg.resolved()
+    assert settings.backbone == "densenet121" and settings.lr == 1e-3 and settings.loss == "bce"
+    assert settings.weights == "none" and settings.image_size < 224 and paper["lr"] == settings.lr
+    cx8 = resolve("chestxray8", demo=True, overrides={"epochs": 2})[0].resolved()
+    assert cx8.lr == 1e-4 and cx8.transition_depth == 256 and cx8.epochs == 2 and len(cx8.findings) == 8
+
+
+def test_every_recipe_speaks_the_config_vocabulary():
+    """Every [train] and [demo.train] key of every recipe is a TrainConfig field, and an unknown
+    key is refused naming the file, the key and the closest field."""
+    from cxr_tf.config import TrainConfig
+    for paper in cards.available("reproductions"):
+        for demo in (False, True):
+            resolve(paper, demo=demo)[0].resolved()
+    with pytest.raises(Exception, match=r"recipe.toml: unknown setting 'learning_rate'; did you mean 'lr'\?"):
+        TrainConfig.from_mapping({"learning_rate": 1e-3}, where="recipe.toml")
 
 
 def test_report_table_has_every_paper_row():
-    cfg = cards.reproduction("chexnet")
-    findings = list(cfg["reference"]["auroc"])
+    recipe = cards.reproduction("chexnet")
+    findings = list(recipe["reference"]["auroc"])
     rows = [{"finding": f, "auroc": 0.9, "auroc_ci_low": 0.85, "auroc_ci_high": 0.95} for f in findings]
     rows.append({"finding": "mean", "auroc": 0.9, "auroc_ci_low": 0.88, "auroc_ci_high": 0.92})
     metrics = {"per_class": rows, "images": 10, "bootstrap": {"resamples": 100}}
-    text = render_report("chexnet", cfg, metrics, "random", True, *resolve("chexnet", demo=True), 60.0)
+    text = render_report(recipe, metrics, "random", True, "| recipe |", 60.0)
     assert "| Cardiomegaly | 0.9000 (0.850-0.950) | 0.8070 | 0.9040 | 0.9248 |" in text
     assert "| **mean** | **0.9000**" in text and "0.8414" in text
     assert "synthetic phantoms" in text and "random, patient-level" in text
 
 
 def test_predict_png_and_dicom(records_dir, tmp_path):
+    from cxr_tf.models import findings_of, load_model, save_model, set_thresholds
     from cxr_tf.train import TrainConfig, train
     run = tmp_path / "run"
     train(TrainConfig(records=str(records_dir), out=str(run), preset="tiny", weights=None, epochs=1,
                       batch_size=8, image_size=48, verbose=0, strategy="default"))
-    (run / "thresholds.json").write_text(json.dumps({"thresholds": {f: 0.5 for f in json.loads(
-        (run / "config.json").read_text())["findings"]}}))
+    model = load_model(run / "model.keras")
+    set_thresholds(model, {f: 0.5 for f in findings_of(model)})
+    save_model(model, run / "model.keras")
     img = tmp_path / "imgs"
     img.mkdir()
     Image.fromarray(np.full((80, 60), 120, np.uint8)).save(img / "a.png")

@@ -1,5 +1,6 @@
-"""Training: the run directory, resume after a kill, MirroredStrategy on two logical CPUs,
-TensorBoard scalars; evaluation on a tiny phantom run."""
+"""Training: the run directory, resume after a kill (to the planned epoch), what the command line
+may change on resume, start-up failures that leave no trap behind, MirroredStrategy on two
+logical CPUs, TensorBoard scalars; evaluation on a tiny phantom run."""
 
 import json
 
@@ -7,20 +8,26 @@ import keras
 import pandas as pd
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
 
-from cxr_tf.errors import CxrError
+from cxr_tf.cli import main
+from cxr_tf.errors import CxrDataError
 from cxr_tf.train import train
 
 
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_run_directory(tiny_run, records_dir):
     c = json.loads((tiny_run / "config.json").read_text())
     assert c["backbone"] == "tiny" and c["image_size"] == 48 and c["normalization"] == "imagenet"
+    assert c["weights"] == "none" and c["dataset"] == "chestxray14"
     assert c["lr"] == 1e-3 and c["beta_1"] == 0.9 and c["beta_2"] == 0.999 and c["loss"] == "bce"
     assert len(c["findings"]) == 14
     split = json.loads((tiny_run / "split_summary.json").read_text())
-    assert split["splits"]["train"]["images"] == json.loads((records_dir / "summary.json").read_text())["splits"]["train"]["images"]
+    summary = json.loads((records_dir / "summary.json").read_text())
+    assert split["splits"]["train"]["images"] == summary["splits"]["train"]["images"]
     state = json.loads((tiny_run / "state.json").read_text())
     assert state["epoch"] == 2 and (tiny_run / state["checkpoint"]).is_file()
     assert len(list((tiny_run / "checkpoints").glob("*.keras"))) == 1
@@ -46,14 +53,20 @@ def test_tensorboard_scalars(tiny_run):
 
 
 def test_existing_run_needs_resume(tiny_run, records_dir, tiny_config):
-    with pytest.raises(CxrError, match="--resume"):
+    with pytest.raises(CxrDataError, match="--resume"):
         train(tiny_config(records_dir, tiny_run))
 
 
 class _Kill(keras.callbacks.Callback):
+    """Simulate a kill a few steps into the epoch after ``after`` complete epochs."""
+
+    def __init__(self, after=1):
+        super().__init__()
+        self.after = after
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.model.optimizer.iterations.numpy() > self.params["steps"] + 2:
-            raise KeyboardInterrupt("simulated kill in epoch 2")
+        if self.model.optimizer.iterations.numpy() > self.params["steps"] * self.after + 2:
+            raise KeyboardInterrupt(f"simulated kill in epoch {self.after + 1}")
 
 
 def test_resume_after_kill(records_dir, tmp_path, tiny_config):
@@ -63,12 +76,44 @@ def test_resume_after_kill(records_dir, tmp_path, tiny_config):
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1                      # epoch 2 never completed
     steps = len(pd.read_csv(records_dir / "manifest.csv").query("split == 'train'")) // 8
-    final = train(tiny_config(records_dir, out, epochs=3), resume=True)
+    res = _cli("train", "--out", out, "--resume", "--lr", "0.1")       # the optimizer is the run's
+    assert res.exit_code == 2 and "cannot change lr when resuming" in res.output
+    res = _cli("train", "--out", out, "--resume")    # no --epochs: the run's own 3, not the CLI's 10
+    assert res.exit_code == 0, res.output
+    final = json.loads((out / "state.json").read_text())
     assert final["epoch"] == 3 and [h["epoch"] for h in final["history"]] == [1, 2, 3]
     from cxr_tf.models import load_model
     ckpt = load_model(out / final["checkpoint"], compile=True)
     assert int(ckpt.optimizer.iterations.numpy()) == 3 * steps   # optimizer state continued
     assert "plateau" in final
+
+
+def test_cli_preset_defaults_and_errors_in_cli_terms(records_dir, tmp_path):
+    """`--preset tiny` takes the preset's weights (none); a bad choice is one line in CLI terms and
+    leaves no run directory behind."""
+    out = tmp_path / "run"
+    res = _cli("train", "--records", records_dir, "--out", out, "--preset", "tiny", "--weights", "imagenet")
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: --weights: the tiny backbone has no pretrained weights; use --weights none"
+    assert not out.exists()
+    res = _cli("train", "--records", records_dir, "--out", out, "--preset", "tiny", "--set", "findings=['Nope']")
+    assert res.exit_code == 2 and "Nope" in res.output and not (out / "config.json").exists()
+    res = _cli("train", "--records", records_dir, "--out", out, "--preset", "tiny", "--epochs", "1",
+               "--image-size", "48", "--batch-size", "8", "--set", "tb_cam_images=0", "--set", "strategy='default'")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["weights"] == "none" and cfg["epochs"] == 1 and cfg["tb_cam_images"] == 0
+
+
+def test_a_run_that_never_finished_an_epoch_starts_again(records_dir, tmp_path, tiny_config):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(records_dir, out, epochs=1, tb_cam_images=0), callbacks=[_Kill(after=0)])
+    assert (out / "config.json").is_file() and not (out / "state.json").exists()
+    with pytest.raises(CxrDataError, match="no epoch completed; start it again without --resume"):
+        train(tiny_config(records_dir, out, epochs=1), resume=True)
+    state = train(tiny_config(records_dir, out, epochs=1, tb_cam_images=0))
+    assert state["epoch"] == 1
 
 
 def test_mirrored_strategy_training(records_dir, tmp_path, tiny_config):

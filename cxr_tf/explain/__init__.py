@@ -1,14 +1,31 @@
 """Heatmaps for cxr_tf models, in model-input or original-image coordinates.
 
     from cxr_tf.explain import heatmaps, to_original
-    maps = heatmaps(model, images, targets=[1, 2], method="gradcam")    # [B, H, W] in [0, 1]
+    maps = heatmaps(model, pixels, targets=[1, 2], method="gradcam")   # [B, H, W] in [0, 1]
     full = to_original(maps[0], image_size=224, stored_size=256, affine=..., orig_size=(w, h))
 
-Methods: ``cam`` (CAM from the prediction weights: GAP head, or the ChestX-ray8 transition layer),
-``gradcam``, ``gradcam++``, ``scorecam``, ``smoothgrad`` (tf-keras-vis), ``ig`` (Integrated
-Gradients) and ``lime`` (the ``lime`` package). CAM-family methods use the preset's layer
-(:func:`cxr_tf.models.cam_layer`), never tf-keras-vis' automatic choice.
+Methods (the :data:`METHODS` registry): ``cam`` (CAM from the prediction weights: GAP head, or the
+ChestX-ray8 transition layer), ``gradcam``, ``gradcam++``, ``scorecam``, ``smoothgrad``
+(tf-keras-vis), ``ig`` (Integrated Gradients) and ``lime`` (the ``lime`` package). CAM-family
+methods use the preset's layer (:func:`cxr_tf.models.cam_layer`), never tf-keras-vis' automatic
+choice. Submodules load on first use, so reading the registry's names stays light.
 """
 
-from cxr_tf.explain.coords import box_to_input, input_to_original, to_original  # noqa: F401
-from cxr_tf.explain.methods import METHODS, heatmaps  # noqa: F401
+import importlib
+
+_EXPORTS = {
+    "METHODS": "methods", "heatmaps": "methods",
+    "box_to_input": "coords", "input_to_original": "coords", "to_original": "coords",
+    "boxes_from_heatmap": "boxes", "HEAT_THRESHOLDS": "boxes",
+    "CamImages": "tensorboard", "cam_images_for": "tensorboard",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cxr_tf.explain.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cxr_tf.explain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -1,5 +1,6 @@
-"""The heatmap methods, batched. Every method returns float32 [B, H, W] in [0, 1] over the model
-input (each map normalized by its own maximum; an all-zero map stays zero)."""
+"""The heatmap methods, batched, registered by name in :data:`METHODS`. Every method takes a
+model's own input (grayscale pixels on 0..255, [B, H, W, 1]) and returns float32 [B, H, W] in
+[0, 1] over the model input (each map normalized by its own maximum; an all-zero map stays zero)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ import weakref
 
 import numpy as np
 
+from cxr_tf.errors import CxrConfigError
+
 log = logging.getLogger(__name__)
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "smoothgrad", "ig", "lime")
+METHODS: dict = {}        # name -> function(model, images, targets, layer, **options)
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> {key: helper}
+
+
+def method(name: str):
+    """Register a heatmap method under ``name``."""
+    def register(fn):
+        METHODS[name] = fn
+        return fn
+    return register
 
 
 def _cached(model, key, make):
@@ -33,7 +44,8 @@ def _resize(maps, size: int) -> np.ndarray:
     return tf.image.resize(np.asarray(maps, np.float32)[..., None], [size, size], method="bilinear").numpy()[..., 0]
 
 
-def cam(model, images, targets, layer: str | None = None) -> np.ndarray:
+@method("cam")
+def cam(model, images, targets, layer: str | None = None, **_) -> np.ndarray:
     """Class activation maps (Zhou et al. 2016; CheXNet §6; ChestX-ray8's heatmap): the CAM
     layer's activations weighted by the prediction layer's weights for the target, no bias."""
     import keras
@@ -44,96 +56,107 @@ def cam(model, images, targets, layer: str | None = None) -> np.ndarray:
     feats = extractor.predict(images, verbose=0)
     kernel = model.get_layer("predictions").get_weights()[0]              # [C, K]
     if kernel.shape[0] != feats.shape[-1]:
-        raise ValueError(f"CAM needs {layer!r} to feed the prediction layer directly "
-                         f"({feats.shape[-1]} channels vs {kernel.shape[0]} weights); use gradcam")
+        raise CxrConfigError(f"CAM needs {layer!r} to feed the prediction layer directly "
+                             f"({feats.shape[-1]} channels vs {kernel.shape[0]} weights)", key="method",
+                             fix="gradcam")
     maps = np.einsum("bhwc,bc->bhw", feats, kernel[:, np.asarray(targets)].T)
     return _normalize(_resize(_normalize(maps), model.input_shape[1]))
 
 
-def _tfkv(model, images, targets, method: str, layer: str | None, **opts) -> np.ndarray:
+def _tool(model, name: str):
+    """The cached tf-keras-vis tool, synced to the model's current weights (a model may still be
+    training: TensorBoard's per-epoch Grad-CAM)."""
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    from cxr_tf.models import cam_layer
-    score = CategoricalScore([int(t) for t in targets])
-    if method == "smoothgrad":
-        from tf_keras_vis.saliency import Saliency
-        tool = _cached(model, "smoothgrad", lambda: Saliency(model, model_modifier=ReplaceToLinear(), clone=True))
-        tool.model.set_weights(model.get_weights())
-        out = tool(score, images, smooth_samples=opts.get("samples", 20), smooth_noise=opts.get("noise", 0.2))
-        return _normalize(out)
-    layer = layer or cam_layer(model)
-    if method == "gradcam":
+    if name == "smoothgrad":
+        from tf_keras_vis.saliency import Saliency as Tool
+    elif name == "gradcam":
         from tf_keras_vis.gradcam import Gradcam as Tool
-    elif method == "gradcam++":
+    elif name == "gradcam++":
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Tool
     else:
         from tf_keras_vis.scorecam import Scorecam as Tool
-    tool = _cached(model, method, lambda: Tool(model, model_modifier=ReplaceToLinear(), clone=True))
-    tool.model.set_weights(model.get_weights())     # the clone must follow a model still training
-    kwargs = {"max_N": opts.get("max_n", 32)} if method == "scorecam" else {}
-    out = tool(score, images, penultimate_layer=layer, seek_penultimate_conv_layer=False, **kwargs)
+    tool = _cached(model, name, lambda: Tool(model, model_modifier=ReplaceToLinear(), clone=True))
+    tool.model.set_weights(model.get_weights())
+    return tool
+
+
+def _score(targets):
+    from tf_keras_vis.utils.scores import CategoricalScore
+    return CategoricalScore([int(t) for t in targets])
+
+
+def _cam_family(name):
+    def run(model, images, targets, layer: str | None = None, max_n: int = 32, **_):
+        from cxr_tf.models import cam_layer
+        kwargs = {"max_N": max_n} if name == "scorecam" else {}
+        out = _tool(model, name)(_score(targets), images, penultimate_layer=layer or cam_layer(model),
+                                 seek_penultimate_conv_layer=False, **kwargs)
+        return _normalize(out)
+    run.__name__ = name.replace("+", "p")
+    run.__doc__ = (f"{name} (tf-keras-vis) at the preset's CAM layer, never tf-keras-vis' own choice"
+                   + ("; ``max_n`` activation maps." if name == "scorecam" else "."))
+    return run
+
+
+for _name in ("gradcam", "gradcam++", "scorecam"):
+    method(_name)(_cam_family(_name))
+
+
+@method("smoothgrad")
+def smoothgrad(model, images, targets, layer=None, samples: int = 20, noise: float = 0.2, **_) -> np.ndarray:
+    """SmoothGrad (Smilkov et al. 2017, tf-keras-vis): gradients averaged over ``samples`` noisy
+    copies, noise ``noise`` times the input's range."""
+    out = _tool(model, "smoothgrad")(_score(targets), images, smooth_samples=samples, smooth_noise=noise)
     return _normalize(out)
 
 
-def integrated_gradients(model, images, targets, baseline=None, steps: int = 32) -> np.ndarray:
-    """Integrated Gradients (Sundararajan et al. 2017) from a black-image baseline (in the
-    model's normalized input space), trapezoidal rule over ``steps``; |attribution| summed over
-    channels."""
+@method("ig")
+def integrated_gradients(model, images, targets, layer=None, steps: int = 32, baseline=None, **_) -> np.ndarray:
+    """Integrated Gradients (Sundararajan et al. 2017) from a black-image baseline (pixel value
+    0), trapezoidal rule over ``steps``; |attribution| summed over channels."""
     import tensorflow as tf
 
-    from cxr_tf.models import normalization_of
-    from cxr_tf.pipeline import normalize_gray
     x = tf.convert_to_tensor(images, tf.float32)
-    if baseline is None:
-        baseline = normalize_gray(tf.zeros([1, 1, 1, 1]), normalization_of(model))
-    base = tf.broadcast_to(tf.convert_to_tensor(baseline, tf.float32), x.shape)
+    base = tf.broadcast_to(tf.convert_to_tensor(0.0 if baseline is None else baseline, tf.float32), x.shape)
     idx = tf.constant(np.asarray(targets), tf.int32)
     grads = []
     for alpha in np.linspace(0.0, 1.0, steps + 1, dtype=np.float32):
         xi = base + alpha * (x - base)
         with tf.GradientTape() as tape:
             tape.watch(xi)
-            out = model(xi, training=False)
-            sel = tf.gather(out, idx, axis=1, batch_dims=1)
+            sel = tf.gather(model(xi, training=False), idx, axis=1, batch_dims=1)
         grads.append(tape.gradient(sel, xi))
     g = tf.stack(grads)
     avg = tf.reduce_mean((g[:-1] + g[1:]) / 2.0, axis=0)
     return _normalize(tf.reduce_sum(tf.abs((x - base) * avg), axis=-1).numpy())
 
 
-def lime_maps(model, images, targets, samples: int = 200, seed: int = 0) -> np.ndarray:
+@method("lime")
+def lime_maps(model, images, targets, layer=None, samples: int = 200, seed: int = 0, **_) -> np.ndarray:
     """LIME (Ribeiro et al. 2016, the ``lime`` package): quickshift superpixels weighted by a
     local linear model of the target's probability; positive weights only."""
     from lime import lime_image
     x = np.asarray(images, np.float32)
-    lo, hi = x.min(axis=(1, 2, 3), keepdims=True), x.max(axis=(1, 2, 3), keepdims=True)
-    display = (x - lo) / np.maximum(hi - lo, 1e-6)          # LIME segments a [0, 1] picture
     out = np.zeros(x.shape[:3], np.float32)
     for i, t in enumerate(targets):
-        def classify(batch, i=i):
-            return model.predict(np.asarray(batch, np.float32) * (hi[i] - lo[i]) + lo[i], verbose=0)
+        def classify(batch):   # LIME perturbs an RGB picture on [0, 1]; the model takes gray 0..255
+            return model.predict(np.asarray(batch, np.float32)[..., :1] * 255.0, verbose=0)
+        picture = np.repeat(x[i] / 255.0, 3, axis=-1).astype(np.double)
         exp = lime_image.LimeImageExplainer(random_state=seed).explain_instance(
-            display[i].astype(np.double), classify, labels=(int(t),), top_labels=None,
-            num_samples=samples, batch_size=32, random_seed=seed)
+            picture, classify, labels=(int(t),), top_labels=None, num_samples=samples,
+            batch_size=32, random_seed=seed)
         weights = dict(exp.local_exp[int(t)])
         out[i] = np.vectorize(lambda s: max(weights.get(s, 0.0), 0.0))(exp.segments)
     return _normalize(out)
 
 
 def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None = None, **opts) -> np.ndarray:
-    """Heatmaps for a batch: ``images`` [B, H, W, 3] as the model takes them (normalized),
-    ``targets`` one output index per image. Returns float32 [B, H, W] in [0, 1]."""
+    """Heatmaps for a batch: ``images`` as the model takes them (grayscale pixels on 0..255,
+    [B, H, W, 1]), ``targets`` one output index per image. Returns float32 [B, H, W] in [0, 1]."""
     images = np.asarray(images, np.float32)
     targets = np.asarray(targets, np.int64).reshape(-1)
     if len(targets) != len(images):
         raise ValueError(f"{len(images)} images but {len(targets)} targets")
-    if method == "cam":
-        return cam(model, images, targets, layer)
-    if method in ("gradcam", "gradcam++", "scorecam", "smoothgrad"):
-        return _tfkv(model, images, targets, method, layer, **opts)
-    if method == "ig":
-        return integrated_gradients(model, images, targets, steps=opts.get("steps", 32))
-    if method == "lime":
-        return lime_maps(model, images, targets, samples=opts.get("samples", 200))
-    raise ValueError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    if method not in METHODS:
+        raise CxrConfigError(f"unknown method {method!r}", key="method", fix=", ".join(METHODS))
+    return METHODS[method](model, images, targets, layer, **opts)

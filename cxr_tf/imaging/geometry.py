@@ -47,6 +47,16 @@ class Affine:
         return asdict(self)
 
 
+def frame_to_pixels(xywh, width, height, frame: float) -> np.ndarray:
+    """(x, y, w, h) boxes given in a square ``frame``-pixel frame (the NIH box list's 1024) ->
+    the pixels of a file that is ``width`` x ``height`` (scalars, or one per box): a copy that was
+    downscaled keeps the frame, so its boxes scale with it."""
+    xywh = np.asarray(xywh, np.float64).reshape(-1, 4)
+    sx = np.asarray(width, np.float64).reshape(-1, 1) / frame
+    sy = np.asarray(height, np.float64).reshape(-1, 1) / frame
+    return xywh * np.concatenate([sx, sy, sx, sy], axis=1)
+
+
 def fit(pixels: np.ndarray, size: int, aspect: str = "pad") -> tuple[np.ndarray, Affine]:
     """Resize a 2-D uint8 image to ``size`` x ``size``.
 

@@ -1,4 +1,10 @@
-"""Build, save and load cxr_tf models."""
+"""Build, save and load cxr_tf models, and read what a loaded model carries.
+
+A model is one flat functional graph: ``image`` [B, H, W, 1] grayscale pixels on 0..255 ->
+``pixels`` (cast) -> ``to_rgb`` -> ``normalize`` (the backbone's normalization) -> the
+``keras.applications`` backbone's layers (joined into our graph, so Grad-CAM reaches any of them)
+-> the head -> ``predictions`` (one sigmoid per finding, carrying names and thresholds).
+"""
 
 from __future__ import annotations
 
@@ -8,33 +14,21 @@ from pathlib import Path
 
 import keras
 
-from cxr_tf.errors import CxrError
+from cxr_tf import atomic, presets
+from cxr_tf.errors import CxrConfigError, CxrDataError, CxrError
 from cxr_tf.findings import vocabulary
-from cxr_tf.models.layers import FindingsDense, LSEPooling
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+from cxr_tf.models.layers import FindingsDense, GrayToRGB, LSEPooling, Normalize, Pixels
 
 log = logging.getLogger(__name__)
-with open(Path(__file__).with_name("presets.toml"), "rb") as _fh:
-    _DATA = tomllib.load(_fh)
-BACKBONES: dict = _DATA["backbones"]
-PRESETS: dict = _DATA["presets"]
-WEIGHTS_HELP = ("pass --weights PATH to a local Keras '{file}' (no-top ImageNet weights), or "
-                "--weights none to train from scratch")
+WEIGHTS_HELP = "a local Keras '{file}' (no-top ImageNet weights) or none (train from scratch)"
+INPUT_LAYERS = ("pixels", "to_rgb", "normalize")
 
 
-class WeightsUnavailable(CxrError):
+class WeightsUnavailable(CxrConfigError):
     """ImageNet weights could not be downloaded or read."""
 
-
-def preset(name: str) -> dict:
-    """A preset's settings (a copy)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
+    def __init__(self, problem: str, file: str):
+        super().__init__(problem, key="weights", fix=WEIGHTS_HELP.format(file=file))
 
 
 def _tiny_backbone(inputs):
@@ -49,50 +43,54 @@ def _tiny_backbone(inputs):
 
 def _backbone(name: str, inputs, weights):
     """The backbone's last feature map, built on ``inputs`` (flat: its layers join our graph)."""
-    spec = BACKBONES[name]
+    spec = presets.backbone(name)
+    weights = None if weights in (None, "none", "None", "") else weights
     if spec["application"] == "tiny":
-        if weights not in (None, "none"):
-            raise ValueError("the tiny backbone has no pretrained weights; use weights=None")
+        if weights is not None:
+            raise CxrConfigError(f"the {name} backbone has no pretrained weights", key="weights", fix="none")
         return _tiny_backbone(inputs)
     app = getattr(keras.applications, spec["application"])
-    if weights == "none":
-        weights = None
     if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise WeightsUnavailable(f"{weights}: weights file not found; "
-                                 + WEIGHTS_HELP.format(file=spec["weights_file"]))
+        raise WeightsUnavailable(f"{weights}: weights file not found", spec["weights_file"])
     try:
         base = app(include_top=False, weights=weights, input_tensor=inputs)
     except Exception as exc:  # keras' download raises a bare Exception on URL failures
         if weights == "imagenet":
-            raise WeightsUnavailable(
-                f"could not download ImageNet weights for {name} ({type(exc).__name__}: "
-                f"{str(exc)[:200]}); " + WEIGHTS_HELP.format(file=spec["weights_file"])) from None
-        raise WeightsUnavailable(f"{weights}: cannot load as {name} weights: {exc}") from None
+            raise WeightsUnavailable(f"could not download ImageNet weights for {name} ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})", spec["weights_file"]) from None
+        raise WeightsUnavailable(f"{weights}: cannot load as {name} weights: {exc}", spec["weights_file"]) from None
     return base.output
 
 
-def build_model(preset_name: str | None = None, *, backbone: str | None = None,
-                findings=None, weights="imagenet", image_size: int | None = None,
-                head: str | None = None, lse_r: float | None = None,
-                transition_depth: int | None = None, dropout: float = 0.0) -> keras.Model:
-    """Build a flat functional model: backbone(include_top=False) on our input, then the head.
+def build_model(preset_name: str | None = None, *, backbone: str | None = None, findings=None,
+                weights="imagenet", image_size: int | None = None, head: str | None = None,
+                lse_r: float | None = None, transition_depth: int | None = None, dropout: float = 0.0,
+                normalization: str | None = None, stored_size: int | None = None,
+                aspect: str = "pad", dataset: str | None = None) -> keras.Model:
+    """Build a flat functional model (see the module doc); arguments left None come from the
+    preset (``presets.toml``).
 
     ``head="gap"``: global average pooling + one sigmoid unit per finding (CheXNet).
-    ``head="transition_lse"``: a 1x1 conv + BN + ReLU transition layer to ``transition_depth`` channels, LSE
-    pooling with ``lse_r``, and the prediction layer (ChestX-ray8).
-    ``weights``: ``"imagenet"`` (Keras download), a local no-top weights file, or ``None``.
-    ``findings``: a list of names, or None for the preset's vocabulary.
+    ``head="transition_lse"``: a 1x1 conv + BN + ReLU transition layer to ``transition_depth``
+    channels, LSE pooling with ``lse_r``, and the prediction layer (ChestX-ray8).
+    ``weights``: ``"imagenet"`` (Keras download), a local no-top weights file, or None/"none".
+    ``findings``: a list of names, the name of a list in the dataset card, or None for the preset's.
+    ``normalization``: a ``presets.toml`` normalization (default: the backbone's).
+    ``stored_size``/``aspect``: how the training images were made square (recorded in the model).
     """
-    cfg = preset(preset_name) if preset_name else {}
+    cfg = presets.preset(preset_name) if preset_name else {}
     backbone = backbone or cfg.get("backbone", "densenet121")
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
+    spec = presets.backbone(backbone)
     head = head or cfg.get("head", "gap")
-    image_size = image_size or cfg.get("image_size", 224)
-    if findings is None:
-        findings = vocabulary(cfg.get("dataset", "chestxray14"), cfg.get("findings")).findings
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    features = _backbone(backbone, inputs, weights)
+    image_size = int(image_size or cfg.get("image_size", 224))
+    if findings is None or isinstance(findings, str):
+        findings = vocabulary(dataset or cfg.get("dataset", "chestxray14"),
+                              findings if isinstance(findings, str) else cfg.get("findings")).findings
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = Pixels(stored_size, aspect, name="pixels")(inputs)
+    x = GrayToRGB(name="to_rgb")(x)
+    x = Normalize(normalization or spec["normalization"], name="normalize")(x)
+    features = _backbone(backbone, x, weights)
     if head == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     elif head == "transition_lse":
@@ -105,26 +103,58 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None,
         t = keras.layers.ReLU(name="transition_relu")(t)
         x = LSEPooling(lse_r or cfg.get("lse_r", 10.0), name="lse_pool")(t)
     else:
-        raise ValueError(f"unknown head {head!r}; use 'gap' or 'transition_lse'")
+        raise CxrConfigError(f"unknown head {head!r}", key="head", fix=" or ".join(presets.names("heads")))
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = FindingsDense(findings, name="predictions", dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name=f"cxr_{backbone}_{head}")
-    model.cxr_backbone = backbone
-    return model
+    return keras.Model(inputs, outputs, name=f"cxr_{backbone}_{head}")
+
+
+def _layer(model: keras.Model, name: str):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        raise CxrError(f"{model.name}: not a cxr_tf model (no {name!r} layer)") from None
 
 
 def findings_of(model: keras.Model) -> list[str]:
     """The finding names of a cxr_tf model's outputs, in order."""
-    try:
-        return list(model.get_layer("predictions").findings)
-    except (ValueError, AttributeError):
-        raise CxrError(f"{model.name}: not a cxr_tf model (no 'predictions' FindingsDense layer)") from None
+    return list(_layer(model, "predictions").findings)
+
+
+def thresholds_of(model: keras.Model) -> dict[str, float] | None:
+    """The per-finding operating thresholds stored in the model (None until evaluate chose them)."""
+    layer = _layer(model, "predictions")
+    return None if layer.thresholds is None else dict(zip(layer.findings, layer.thresholds))
+
+
+def set_thresholds(model: keras.Model, thresholds: dict, rule: str | None = None) -> None:
+    """Store per-finding thresholds (a value for every finding) in the model's prediction layer."""
+    layer = _layer(model, "predictions")
+    missing = [f for f in layer.findings if f not in thresholds]
+    if missing:
+        raise CxrConfigError(f"no threshold for {missing}", key="thresholds")
+    layer.thresholds = [float(thresholds[f]) for f in layer.findings]
+    layer.thresholds_rule = rule
+
+
+def input_size_of(model: keras.Model) -> int:
+    """The side of the square input the model takes."""
+    return int(model.input_shape[1])
+
+
+def preprocessing_of(model: keras.Model) -> dict:
+    """How an image becomes this model's input: the stored size and aspect handling used for the
+    training records, the input size, and the normalization the model applies itself."""
+    pixels = _layer(model, "pixels")
+    size = input_size_of(model)
+    return {"input_size": size, "stored_size": pixels.stored_size or size, "aspect": pixels.aspect,
+            "normalization": normalization_of(model)}
 
 
 def backbone_of(model: keras.Model) -> str:
     """The backbone name of a cxr_tf model (from its name ``cxr_<backbone>_<head>``)."""
-    for name in BACKBONES:
+    for name in presets.names("backbones"):
         if model.name.startswith(f"cxr_{name}_"):
             return name
     raise CxrError(f"{model.name}: cannot tell the backbone of this model")
@@ -134,26 +164,38 @@ def cam_layer(model_or_backbone) -> str:
     """The default CAM target layer: the last activation of the last conv block (or, with the
     ChestX-ray8 head, the transition layer's activation)."""
     if isinstance(model_or_backbone, keras.Model):
-        names = {layer.name for layer in model_or_backbone.layers}
-        if "transition_relu" in names:
+        if any(layer.name == "transition_relu" for layer in model_or_backbone.layers):
             return "transition_relu"
         model_or_backbone = backbone_of(model_or_backbone)
-    return BACKBONES[model_or_backbone]["cam_layer"]
+    return presets.backbone(model_or_backbone)["cam_layer"]
 
 
 def normalization_of(model_or_backbone) -> str:
-    """The input normalization a backbone's weights expect (see :func:`cxr_tf.pipeline.normalize`)."""
-    name = model_or_backbone if isinstance(model_or_backbone, str) else backbone_of(model_or_backbone)
-    return BACKBONES[name]["normalization"]
+    """The input normalization of a model (applied inside it) or that a backbone's weights expect."""
+    if isinstance(model_or_backbone, str):
+        return presets.normalization_name(presets.backbone(model_or_backbone)["normalization"])
+    return _layer(model_or_backbone, "normalize").normalization
+
+
+def save_model(model: keras.Model, path) -> None:
+    """Save atomically as ``.keras`` (a killed save never leaves a half-written model)."""
+    with atomic.atomic_path(path, keep_suffix=True) as tmp:
+        model.save(tmp)
 
 
 def load_model(path, compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` model saved by cxr_tf; the finding names come with it."""
-    import cxr_tf.losses  # noqa: F401  (registers the losses for compiled models)
+    """Load a ``.keras`` model saved by cxr_tf. It takes grayscale pixels on 0..255,
+    [B, H, W, 1] at :func:`input_size_of`, and returns one probability per :func:`findings_of`."""
+    import cxr_tf.losses  # noqa: F401  (registers the losses of compiled models)
+    import cxr_tf.optimizers  # noqa: F401  (registers FusedAdam)
+
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CxrError(f"{path}: model file not found")
+        raise CxrDataError(path, "model file not found")
     try:
-        return keras.models.load_model(path, compile=compile)
+        model = keras.models.load_model(path, compile=compile)
     except Exception as exc:
-        raise CxrError(f"{path}: cannot load model: {exc}") from None
+        raise CxrDataError(path, f"cannot load model: {type(exc).__name__}: {str(exc)[:300]}") from None
+    for name in (*INPUT_LAYERS, "predictions"):
+        _layer(model, name)
+    return model

@@ -1,25 +1,92 @@
-"""Custom layers, registered so ``.keras`` files load with :func:`cxr_tf.models.load_model`."""
+"""Custom layers, registered so ``.keras`` files load with :func:`cxr_tf.models.load_model`.
+
+The first three make a model stand alone: it takes grayscale pixels as they come from disk
+(0..255, uint8 or float, [B, H, W, 1]) and turns them into what its backbone's weights expect,
+inside the graph (so on a GPU the cast and normalization run on the device, and a user who loads
+the ``.keras`` file needs none of our preprocessing code). The prediction layer carries the
+finding names and, once evaluate has chosen them, the operating thresholds.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
+from cxr_tf import presets
+
 PACKAGE = "cxr_tf"
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
-class FindingsDense(keras.layers.Dense):
-    """The prediction layer: one sigmoid unit per finding, carrying the finding names, so they
-    travel with the saved model."""
+class Pixels(keras.layers.Layer):
+    """The input contract: grayscale pixels on 0..255, cast to the compute dtype.
 
-    def __init__(self, findings, activation="sigmoid", **kwargs):
+    ``stored_size`` and ``aspect`` record how the training images were made square before being
+    resized to the input size (``cxr-tf prepare --size --aspect``), so an image file can be
+    turned into input exactly as the training records were (:func:`cxr_tf.models.image_input`)."""
+
+    def __init__(self, stored_size: int | None = None, aspect: str = "pad", **kwargs):
+        super().__init__(**kwargs)
+        self.stored_size = None if stored_size is None else int(stored_size)
+        self.aspect = str(aspect)
+
+    def call(self, x):
+        return ops.cast(x, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "stored_size": self.stored_size, "aspect": self.aspect}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class GrayToRGB(keras.layers.Layer):
+    """[B, H, W, 1] -> [B, H, W, 3], the gray value in every channel (ImageNet backbones)."""
+
+    def call(self, x):
+        return ops.repeat(x, 3, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3)
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class Normalize(keras.layers.Layer):
+    """``out_c = x_c * scale_c + offset_c`` on 0..255 input: the backbone's normalization (a named
+    entry of ``presets.toml``: ``imagenet``, ``caffe``, ``inception``, ``unit``). The coefficients
+    are stored in the config, so a saved model keeps them whatever the data file says later."""
+
+    def __init__(self, normalization: str = "imagenet", scale=None, offset=None, **kwargs):
+        super().__init__(**kwargs)
+        self.normalization = presets.normalization_name(normalization)
+        if scale is None or offset is None:
+            scale, offset = presets.normalization(self.normalization)
+        self.scale, self.offset = [float(v) for v in scale], [float(v) for v in offset]
+
+    def call(self, x):
+        scale = ops.convert_to_tensor(self.scale, dtype=self.compute_dtype)
+        offset = ops.convert_to_tensor(self.offset, dtype=self.compute_dtype)
+        return x * scale + offset
+
+    def get_config(self):
+        return {**super().get_config(), "normalization": self.normalization, "scale": self.scale,
+                "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class FindingsDense(keras.layers.Dense):
+    """The prediction layer: one sigmoid unit per finding, carrying the finding names and the
+    per-finding operating thresholds (None until evaluate chooses them), so both travel with the
+    saved model."""
+
+    def __init__(self, findings, activation="sigmoid", thresholds=None, thresholds_rule=None, **kwargs):
         kwargs.pop("units", None)
         super().__init__(units=len(findings), activation=activation, **kwargs)
         self.findings = [str(f) for f in findings]
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        self.thresholds_rule = thresholds_rule
 
     def get_config(self):
-        return {**super().get_config(), "findings": self.findings}
+        return {**super().get_config(), "findings": self.findings, "thresholds": self.thresholds,
+                "thresholds_rule": self.thresholds_rule}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)

@@ -26,6 +26,11 @@ from cxr_tf.sources import BOX_COLUMNS, SourceData
 
 log = logging.getLogger(__name__)
 NAME = "chestxray14"
+OPTIONS = {
+    "val_fraction": "official split: fraction of train_val patients carved out for validation "
+                    "[default: the card's 0.1]",
+    "fractions": "random split: patient fractions [train, val, test] [default: [0.8, 0.1, 0.1]]",
+}
 _BRACKET = re.compile(r"^(.*)\[(.*)\]$")
 
 
@@ -219,5 +224,10 @@ def load(data_dir, split: str = "official", seed: int | None = None,
     frame = manifest.validate(manifest.order(frame, vocab.findings), vocab.findings, where=label_file)
     log.info("%s: %d images listed, %d on disk, %d missing, %d boxes", data_dir, len(frame),
              int(present.sum()), len(missing), len(boxes))
+    counts = {"images": len(frame), "patients": int(frame["patient"].nunique()),
+              "bbox_boxes": len(boxes), "bbox_images": int(boxes["image_id"].nunique())}
+    if split == "official":
+        counts.update(train_val_images=int((frame["split"] != "test").sum()),
+                      test_images=int((frame["split"] == "test").sum()))
     return SourceData(NAME, data_dir, vocab.findings, frame, boxes, missing,
-                      float(layout["bbox_frame"]), files)
+                      float(layout["bbox_frame"]), files, counts)

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cxr_tf import atomic, cards
+from cxr_tf.errors import CxrConfigError
 from cxr_tf.parallel import mp_context
 from cxr_tf.progress import progress
 from cxr_tf.synth.phantom import jitter_anatomy, render_phantom, sample_anatomy
@@ -52,7 +53,7 @@ class PlannedImage:
 def plan(n_images: int, n_patients: int, seed: int, no_finding: float = 0.35) -> list[PlannedImage]:
     """Patients, follow-ups, labels and demographics of every image (deterministic for a seed)."""
     if n_images < 1 or not 1 <= n_patients <= n_images:
-        raise ValueError(f"need 1 <= patients ({n_patients}) <= images ({n_images})")
+        raise CxrConfigError(f"need 1 <= patients ({n_patients}) <= images ({n_images})", key="patients")
     findings = cards.dataset_card("chestxray14")["findings"]
     rng = np.random.default_rng([seed, 1])
     per_patient = 1 + rng.multinomial(n_images - n_patients, np.full(n_patients, 1 / n_patients))
@@ -103,7 +104,7 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
     still list every image; the box list covers the drawn ones).
     """
     if release not in ("v2020", "2017"):
-        raise ValueError("release must be 'v2020' or '2017'")
+        raise CxrConfigError(f"unknown release {release!r}", key="release", fix="v2020 or 2017")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     card = cards.dataset_card("chestxray14")

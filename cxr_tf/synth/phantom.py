@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from cxr_tf.errors import CxrConfigError
 from cxr_tf.synth import _shapes as sh
 from cxr_tf.synth._shapes import F32, ramp
 
@@ -431,11 +432,11 @@ def render_phantom(findings, size: int, rng: np.random.Generator, anatomy: Anato
     todo = set()
     for f in findings:
         if f not in FINDINGS:
-            raise ValueError(f"unknown finding {f!r}; expected one of: {', '.join(FINDINGS)}")
+            raise CxrConfigError(f"unknown finding {f!r}; expected one of: {', '.join(FINDINGS)}")
         todo.add(f)
     size = int(size)
     if size < 32:
-        raise ValueError(f"size must be at least 32 pixels, got {size}")
+        raise CxrConfigError(f"must be at least 32 pixels, got {size}", key="size")
     base = anatomy if anatomy is not None else sample_anatomy(rng)
     seed = int(rng.integers(0, 2**62))  # one draw whatever the findings: the noise stays put
     rngs = {f: np.random.default_rng([seed, i]) for i, f in enumerate(FINDINGS) if f in todo}

@@ -24,7 +24,9 @@ def test_every_command_has_help(path):
     assert "Usage:" in res.output and "--help" in res.output
 
 
-@pytest.mark.parametrize("args", [["--help"], ["prepare", "--help"], ["synth", "chestxray14", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["prepare", "--help"], ["synth", "chestxray14", "--help"],
+                                  ["train", "--help"], ["explain", "--help"], ["reproduce", "--help"],
+                                  ["datasets"]])
 def test_help_does_not_import_tensorflow_or_pydicom(args):
     code = ("import sys\nfrom cxr_tf.cli import main\n"
             f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
@@ -71,7 +73,26 @@ def test_not_a_run_or_records_dir_is_one_clear_line(tmp_path, args):
     assert res.output.startswith("error:") and str(tmp_path) in res.output and "Traceback" not in res.output
 
 
-def test_unknown_preset_is_one_clear_line(tmp_path, records_dir):
+def test_unknown_choices_are_one_clear_line(tmp_path, records_dir):
     res = CliRunner().invoke(main, ["train", "--records", str(records_dir), "--out", str(tmp_path / "r"),
                                     "--preset", "nonesuch"])
-    assert res.exit_code == 2 and "unknown preset 'nonesuch'" in res.output
+    assert res.exit_code == 2 and "'nonesuch' is not one of 'chexnet'" in res.output
+    res = CliRunner().invoke(main, ["train", "--records", str(records_dir), "--out", str(tmp_path / "r"),
+                                    "--set", "learning_rate=0.1"])
+    assert res.exit_code == 2 and "unknown setting 'learning_rate'; did you mean 'lr'?" in res.output
+    res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(tmp_path), "--out",
+                                    str(tmp_path / "rec"), "--option", "views=frontal"])
+    assert res.exit_code == 2 and "chestxray14 has no option(s) ['views']" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_library_bug_is_not_dressed_as_a_user_error(monkeypatch, tmp_path, make_layout):
+    """Only cxr_tf's own errors become one line and exit 2; anything else keeps its traceback."""
+    import cxr_tf.prepare
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+    monkeypatch.setattr(cxr_tf.prepare, "prepare", broken)
+    res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(make_layout(tmp_path / "nih")),
+                                    "--out", str(tmp_path / "rec")])
+    assert res.exit_code == 1 and isinstance(res.exception, ValueError) and "error:" not in res.output

@@ -20,7 +20,8 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def batch():
-    return np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    """Two model inputs: grayscale pixels on 0..255."""
+    return np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 1)).astype(np.float32)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -64,7 +65,7 @@ def test_cached_helpers_follow_weight_changes(batch, method):
 def test_densenet_gradcam_targets_final_relu():
     m = build_model("chexnet", weights=None, image_size=32)
     assert cam_layer(m) == "relu"
-    maps = heatmaps(m, np.zeros((1, 32, 32, 3), np.float32), [0], "gradcam")
+    maps = heatmaps(m, np.zeros((1, 32, 32, 1), np.float32), [0], "gradcam")
     assert maps.shape == (1, 32, 32) and np.isfinite(maps).all()
 
 
@@ -78,7 +79,7 @@ def test_known_lesion_maps_back_to_original(aspect, w, h):
     yy, xx = np.mgrid[:h, :w]
     original = np.where((xx - cx) ** 2 + (yy - cy) ** 2 <= 36, 255, 20).astype(np.uint8)
     stored, aff = fit(original, 64, aspect)
-    model_input = preprocess_batch(tf.constant(stored[None, ..., None]), 48, channels=1).numpy()[0, ..., 0]
+    model_input = preprocess_batch(tf.constant(stored[None, ..., None]), 48, dtype=tf.float32).numpy()[0, ..., 0]
     full = to_original(model_input, image_size=48, stored_size=64, affine=(aff.sx, aff.sy, aff.tx, aff.ty),
                        orig_size=(w, h))
     assert full.shape == (h, w)
@@ -103,7 +104,8 @@ def test_explain_cli_on_real_nih_images(shared_dir, tmp_path):
     images = [str(shared_dir / "nih/images/00000001_000.png"), str(shared_dir / "nih/images/00029539_000.png")]
     for method in METHODS:
         res = CliRunner().invoke(main, ["explain", str(tmp_path / "model.keras"), *images, "--method", method,
-                                        "--finding", "Cardiomegaly", "--out", str(tmp_path / method)])
+                                        "--finding", "Cardiomegaly", "--out", str(tmp_path / method)],
+                                 catch_exceptions=False)
         assert res.exit_code == 0, (method, res.output)
         pngs = sorted((tmp_path / method).glob("*.png"))
         assert len(pngs) == 2 and all(p.stat().st_size > 5000 for p in pngs)

@@ -1,0 +1,113 @@
+"""Data commands: ``synth``, ``prepare``, ``summary``, ``datasets``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cxr_tf.cli.common import LazyChoice, datasets, of
+
+
+def _synth_names():
+    from cxr_tf import sources
+    return sources.synth_names()
+
+
+@click.command()
+@click.argument("dataset", type=LazyChoice(_synth_names))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n", "n_images", default=600, show_default=True, help="Number of images.")
+@click.option("--patients", default=None, type=int, help="Number of patients [default: n/3].")
+@click.option("--size", default=256, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (output is deterministic).")
+def synth(dataset, out_dir, n_images, patients, size, seed):
+    """Write a phantom DATASET in its real on-disk layout into OUT_DIR (e.g. chestxray14: Data_Entry,
+    BBox list, official lists, images_0NN/images/)."""
+    from cxr_tf.sources import synth_writer
+
+    info = synth_writer(dataset)(out_dir, n_images=n_images, n_patients=patients, size=size, seed=seed)
+    click.echo(f"wrote {info['images']} images of {info['patients']} patients "
+               f"({info.get('boxes', 0)} boxes) to {out_dir}")
+
+
+def _options(pairs) -> dict:
+    """``--option KEY=VALUE`` pairs -> a dict, values read as TOML (numbers, lists, strings)."""
+    from cxr_tf.config import parse_value
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        out[key.strip()] = parse_value(raw)
+    return out
+
+
+@click.command()
+@click.argument("dataset", type=datasets())
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The dataset in its real on-disk layout.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Records directory to write.")
+@click.option("--split", default="official", show_default=True,
+              type=of("cxr_tf.splits", "METHODS"),
+              help="official: the dataset's own split (validation carved out by patient); random: patient-level.")
+@click.option("--size", default=256, show_default=True, help="Stored image side in pixels.")
+@click.option("--aspect", default="pad", show_default=True, type=of("cxr_tf.imaging.geometry", "ASPECTS"),
+              help="How non-square images become square (recorded per image).")
+@click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records", "ENCODINGS"),
+              help="Storage format of the resized images (png is lossless).")
+@click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
+@click.option("--images-per-shard", default=512, show_default=True)
+@click.option("--seed", default=None, type=int, help="Split and shard-order seed [default: the card's].")
+@click.option("--allow-missing", is_flag=True,
+              help="Skip images that are absent or unreadable; they are counted and reported.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A source option (see `cxr-tf datasets`), e.g. val_fraction=0.2.")
+def prepare(dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
+            seed, allow_missing, options):
+    """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT."""
+    from cxr_tf.prepare import prepare as run
+
+    s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
+            allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
+            seed=seed, options=_options(options))
+    c = s["counts"]
+    click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
+    for split_name, part in s["splits"].items():
+        click.echo(f"  {split_name:5s} {part['images']:7d} images  {part['patients']:6d} patients")
+    if c["missing_images"] or c["unreadable_images"]:
+        click.echo(f"skipped: {c['missing_images']} missing, {c['unreadable_images']} unreadable "
+                   f"(see {out_dir}/skipped.csv)")
+        for u in s["unreadable"][:10]:
+            click.echo(f"  {u['reason']}")
+
+
+@click.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
+def summary(records_dir):
+    """Print a records directory's summary.json (without the per-image sizes)."""
+    from cxr_tf.recordsdir import load_summary
+
+    s = load_summary(records_dir)
+    s.pop("image_sizes", None)
+    click.echo(json.dumps(s, indent=2))
+
+
+@click.command("datasets")
+def list_datasets():
+    """The registered datasets: their cards, what prepare reads, and the source options."""
+    from cxr_tf import cards, sources
+
+    for name in sources.names():
+        card = cards.dataset_card(name)
+        click.echo(f"{name}: {card.get('title', '')}")
+        click.echo(f"  source {card['source']}; synth: {'yes' if name in sources.synth_names() else 'no'}")
+        for key, text in sources.get(name).OPTIONS.items():
+            click.echo(f"  --option {key}=...  {text}")
+
+
+def register(group: click.Group) -> None:
+    """Add the data commands to the ``cxr-tf`` group."""
+    for cmd in (synth, prepare, summary, list_datasets):
+        group.add_command(cmd)

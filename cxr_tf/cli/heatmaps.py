@@ -1,0 +1,59 @@
+"""Heatmap commands: ``explain``, ``localize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cxr_tf.cli.common import LazyChoice
+
+
+def _methods(exclude=()):
+    def load():
+        from cxr_tf.explain.methods import METHODS
+        return tuple(m for m in METHODS if m not in exclude)
+    return load
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--method", default="gradcam", show_default=True, type=LazyChoice(_methods()))
+@click.option("--finding", default=None, help="Explain this finding (default: the --top most probable).")
+@click.option("--top", default=1, show_default=True, help="How many of the most probable findings to explain.")
+@click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted and listed) instead of failing.")
+def explain(model, images, method, finding, top, out_dir, skip_bad):
+    """Heatmaps in original-image coordinates: overlays (PNG) and raw maps (.npy)."""
+    from cxr_tf.explain.run import explain_files
+
+    written, skipped = explain_files(model, images, out_dir, method=method, finding=finding, top=top,
+                                     skip_bad=skip_bad)
+    for w in written:
+        click.echo(f"{w['file']}: {w['finding']} p={w['probability']:.3f} -> {w['png']}")
+    click.echo(f"wrote {len(written)} overlay(s) and heatmap(s) to {out_dir}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):")
+        for f, why in skipped:
+            click.echo(f"  {f}: {why}")
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Re-read the ground-truth box list from the dataset [default: the records' boxes.csv].")
+@click.option("--method", default="cam", show_default=True, type=LazyChoice(_methods(exclude=("lime",))))
+def localize(run_dir, data_dir, method):
+    """Score weakly-supervised localization against the ground-truth boxes (ChestX-ray8 Table 4)."""
+    from cxr_tf.localize import localize_run
+
+    table = localize_run(run_dir, method, data_dir=data_dir)
+    click.echo((Path(run_dir) / "localization.md").read_text())
+    click.echo(f"{len(table)} rows in {run_dir}/localization.csv")
+
+
+def register(group: click.Group) -> None:
+    """Add the heatmap commands to the ``cxr-tf`` group."""
+    for cmd in (explain, localize):
+        group.add_command(cmd)

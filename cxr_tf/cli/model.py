@@ -1,0 +1,156 @@
+"""Model commands: ``train``, ``evaluate``, ``predict``, ``reproduce``."""
+
+from __future__ import annotations
+
+import click
+
+from cxr_tf.cli.common import LazyChoice, given, of, presets_of
+
+
+def _reproductions():
+    from cxr_tf import cards
+    return cards.available("reproductions")
+
+
+def _cam_callbacks(cfg, run_dir) -> list:
+    """The TensorBoard Grad-CAM callback for a resolved config (none when tb_cam_images is 0)."""
+    from cxr_tf.explain.tensorboard import cam_images_for
+    cam = cam_images_for(cfg, run_dir)
+    return [cam] if cam else []
+
+
+@click.command()
+@click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Records directory from `cxr-tf prepare` [default with --resume: the run's].")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A TOML file of settings (TrainConfig field names; a [train] table is read if present).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any TrainConfig field, e.g. --set crop_scale=[0.8,1.0] --set dropout=0.2 (wins over the rest).")
+@click.option("--preset", default=None, type=presets_of("presets"), help="Model preset [default: chexnet].")
+@click.option("--backbone", "--model", "backbone", default=None, type=presets_of("backbones"),
+              help="Backbone [default: the preset's].")
+@click.option("--weights", default=None, help="imagenet, a local no-top weights file, or none [default: the preset's, else imagenet].")
+@click.option("--loss", default=None, type=presets_of("losses"), help="Loss [default: bce].")
+@click.option("--uncertain", default=None, type=of("cxr_tf.findings", "UNCERTAIN_POLICIES"),
+              help="What uncertain (-1) labels become [default: ignore, which needs a masked loss].")
+@click.option("--blank", default=None, type=of("cxr_tf.findings", "BLANK_POLICIES"),
+              help="What blank (unmentioned) labels become [default: zeros].")
+@click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
+@click.option("--batch-size", default=None, type=int, help="Global batch size [default: 16].")
+@click.option("--lr", default=None, type=float, help="Adam learning rate, ÷10 on plateau [default: 1e-3].")
+@click.option("--image-size", default=None, type=int, help="Model input side [default: the preset's].")
+@click.option("--bn-momentum", default=None, type=float,
+              help="BatchNorm momentum [default: 0.9 = PyTorch's 0.1, which CheXNet trained with].")
+@click.option("--mixed-precision", is_flag=True, default=None, help="float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit-compile", is_flag=True, default=None, help="XLA-compile the train step (slow start on CPU).")
+@click.option("--seed", default=None, type=int, help="Random seed [default: 0].")
+@click.option("--deterministic", is_flag=True, default=None, help="Deterministic data order and ops.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, to its planned epochs.")
+@click.pass_context
+def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss, uncertain, blank, epochs,
+          batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
+    """Train a model on prepared records (default: the CheXNet recipe). Settings come from the
+    preset, beneath --config, beneath the named options, beneath --set."""
+    from cxr_tf.config import TrainConfig, load_file, parse_set
+    from cxr_tf.errors import CxrConfigError
+
+    named = dict(preset=preset, backbone=backbone, weights=weights, loss=loss, uncertain=uncertain,
+                 blank=blank, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                 bn_momentum=bn_momentum, mixed_precision=mixed_precision, jit_compile=jit_compile,
+                 seed=seed, deterministic=deterministic)
+    values = load_file(config_file) if config_file else {}
+    values.update(given(ctx, named))
+    values.update(parse_set(sets))
+    values.setdefault("verbose", 1)
+    values["out"] = out
+    if records:
+        values["records"] = records
+    elif not resume and "records" not in values:
+        raise CxrConfigError("is required (it is optional only with --resume)", key="records")
+    cfg = TrainConfig.from_mapping(values)
+
+    from cxr_tf.train import planned_config, train as run
+
+    state = run(cfg, resume=resume, callbacks=_cam_callbacks(planned_config(cfg, resume)[0], out))
+    click.echo(f"trained {state.get('epoch')} epoch(s); best val_loss {state.get('best_val_loss')} "
+               f"at epoch {state.get('best_epoch')}; model: {out}/model.keras")
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Evaluate on other records [default: the run's].")
+@click.option("--bootstrap", default=1000, show_default=True, help="Resamples for the 95% CIs.")
+@click.option("--with-patient", is_flag=True, help="Include patient ids in the predictions CSV.")
+def evaluate(run_dir, split, records, bootstrap, with_patient):
+    """Metrics (AUROC with bootstrap CIs, thresholded metrics, baseline), figures and per-image
+    predictions for a trained run; the chosen thresholds are stored in its model.keras."""
+    from cxr_tf.evaluate import evaluate as run
+
+    m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient)
+    click.echo(f"{'finding':26s} {'AUROC':>7s} {'95% CI':>15s} {'F1':>6s}")
+    for r in m["per_class"]:
+        click.echo(f"{r['finding']:26s} {r['auroc']:7.4f} {r['auroc_ci_low']:7.4f}-{r['auroc_ci_high']:6.4f} "
+                   f"{r['f1']:6.3f}")
+    click.echo(f"wrote metrics.json, metrics.csv, predictions_{split}.csv and figures to {run_dir}")
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_csv", default="preds.csv", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted and listed) instead of failing.")
+def predict(model, images, out_csv, batch_size, skip_bad):
+    """Probabilities per finding for PNG, JPEG and DICOM images (files or folders), and the binary
+    call at the thresholds stored in the model (once `cxr-tf evaluate` has chosen them)."""
+    from cxr_tf.predict import predict_images
+
+    table, skipped = predict_images(model, images, batch_size=batch_size, skip_bad=skip_bad, out_csv=out_csv)
+    probs = [c for c in table.columns if c.startswith("prob_")]
+    has_calls = any(c.startswith("call_") for c in table.columns)
+    for _, row in table.iterrows():
+        top = sorted(((row[c], c[5:]) for c in probs), reverse=True)[:3]
+        calls = [c[5:] for c in table.columns if c.startswith("call_") and row[c]]
+        click.echo(f"{row['file']}: " + ", ".join(f"{n} {p:.3f}" for p, n in top)
+                   + (f"  | positive calls: {', '.join(calls) or 'none'}" if has_calls else ""))
+    click.echo(f"wrote {len(table)} prediction(s) to {out_csv}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):")
+        for f, why in skipped:
+            click.echo(f"  {f}: {why}")
+
+
+@click.command()
+@click.argument("paper", type=LazyChoice(_reproductions))
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The dataset in its real layout (not needed with --demo).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--split", default="official", show_default=True, type=of("cxr_tf.splits", "METHODS"))
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipe beside the paper's, and stop.")
+@click.option("--demo", is_flag=True, help="Run the chain on freshly synthesized phantoms (minutes on a CPU).")
+@click.option("--weights", default=None, help="Override the recipe's weights (imagenet, a file, none).")
+@click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig field.")
+@click.option("--allow-missing", is_flag=True, help="Prepare a partial download (missing images counted).")
+def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, sets, allow_missing):
+    """prepare -> train -> evaluate with a paper's recipe, ending in OUT/report.md beside the
+    paper's published table."""
+    from cxr_tf.config import parse_set
+    from cxr_tf.reproduce import reproduce as run
+
+    overrides = {"weights": weights, "epochs": epochs, **parse_set(sets)}
+    res = run(paper, out_dir, data_dir, split=split, demo=demo, dry_run=dry_run, allow_missing=allow_missing,
+              overrides=overrides, callbacks=None if dry_run else _cam_callbacks)
+    if dry_run:
+        click.echo(res["table"])
+        return
+    click.echo(f"mean AUROC {res['mean_auroc']:.4f} in {res['seconds'] / 60:.1f} min; report: {res['report']}")
+
+
+def register(group: click.Group) -> None:
+    """Add the model commands to the ``cxr-tf`` group."""
+    for cmd in (train, evaluate, predict, reproduce):
+        group.add_command(cmd)
