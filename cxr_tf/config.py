@@ -122,7 +122,7 @@ class TrainConfig:
         cfg.backbone = cfg.backbone or "densenet121"
         cfg.head = cfg.head or "gap"
         if cfg.head not in presets.names("heads"):
-            raise CxrConfigError(f"unknown head {cfg.head!r}", key="head", fix=" or ".join(presets.names("heads")))
+            raise CxrConfigError(f"unknown head {cfg.head!r}", key="head", choices=presets.names("heads"))
         cfg.image_size = int(cfg.image_size or 224)
         cfg.normalization = presets.normalization_name(cfg.normalization or entry["normalization"])
         cfg.dataset = cfg.dataset or "chestxray14"
@@ -131,10 +131,10 @@ class TrainConfig:
         cfg.findings = [str(f) for f in cfg.findings]
         cfg.weights = "none" if cfg.weights in (None, "", "none", "None") else str(cfg.weights)
         if cfg.loss not in presets.names("losses"):
-            raise CxrConfigError(f"unknown loss {cfg.loss!r}", key="loss", fix=", ".join(presets.names("losses")))
+            raise CxrConfigError(f"unknown loss {cfg.loss!r}", key="loss", choices=presets.names("losses"))
         check_policies(cfg.uncertain, cfg.blank)
         if cfg.strategy not in STRATEGIES:
-            raise CxrConfigError(f"unknown strategy {cfg.strategy!r}", key="strategy", fix=", ".join(STRATEGIES))
+            raise CxrConfigError(f"unknown strategy {cfg.strategy!r}", key="strategy", choices=STRATEGIES)
         _check_ranges(cfg, entry)
         return cfg
 

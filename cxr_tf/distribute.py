@@ -10,6 +10,7 @@ import os
 
 import tensorflow as tf
 
+from cxr_tf.config import STRATEGIES
 from cxr_tf.errors import CxrConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def strategy_for(kind: str = "auto") -> tf.distribute.Strategy:
         strategy = tf.distribute.get_strategy()
     else:
         raise CxrConfigError(f"unknown strategy {kind!r}", key="strategy",
-                             fix="auto, default, mirrored or multiworker")
+                             choices=STRATEGIES)
     log.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy
 

@@ -53,14 +53,18 @@ class CxrConfigError(CxrError, ValueError):
     and ``fix`` a value that would work; the message speaks Python (``weights=none``) and
     :meth:`cli_message` speaks the command line (``--weights none``)."""
 
-    def __init__(self, problem: str, *, key: str | None = None, fix: str | None = None):
+    def __init__(self, problem: str, *, key: str | None = None, fix: str | None = None, choices=None):
         self.problem, self.key, self.fix = problem, key, fix
+        self.choices = None if choices is None else tuple(str(c) for c in choices)
         super().__init__(self._render(lambda k: k, lambda k, v: f"{k}={v}"))
 
     def _render(self, name, assign) -> str:
         text = f"{name(self.key)}: {self.problem}" if self.key else self.problem
         if self.fix is not None:
             text += f"; use {assign(name(self.key), self.fix) if self.key else self.fix}"
+        if self.choices:
+            text += "; choose " + (", ".join(self.choices[:-1]) + " or " if len(self.choices) > 1 else "") \
+                + self.choices[-1]
         return text
 
     def cli_message(self) -> str:
@@ -68,12 +72,14 @@ class CxrConfigError(CxrError, ValueError):
         return self._render(lambda k: "--" + k.replace("_", "-"), lambda k, v: f"{k} {v}")
 
     def __reduce__(self):
-        return (_rebuild_config_error, (type(self), self.problem, self.key, self.fix))
+        return (_rebuild_config_error, (type(self), self.problem, self.key, self.fix, self.choices))
 
 
-def _rebuild_config_error(cls, problem, key, fix):
+def _rebuild_config_error(cls, problem, key, fix, choices):
     """Unpickle a :class:`CxrConfigError` (errors cross process boundaries)."""
-    return cls(problem, key=key, fix=fix)
+    err = CxrConfigError.__new__(cls)
+    CxrConfigError.__init__(err, problem, key=key, fix=fix, choices=choices)
+    return err
 
 
 class LeakageError(CxrError, AssertionError):

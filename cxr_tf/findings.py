@@ -65,9 +65,9 @@ def check_policies(uncertain: str, blank: str) -> None:
     """Refuse unknown uncertainty or blank policy names."""
     if uncertain not in UNCERTAIN_POLICIES:
         raise CxrConfigError(f"unknown policy {uncertain!r}", key="uncertain",
-                             fix=" or ".join(UNCERTAIN_POLICIES))
+                             choices=UNCERTAIN_POLICIES)
     if blank not in BLANK_POLICIES:
-        raise CxrConfigError(f"unknown policy {blank!r}", key="blank", fix=" or ".join(BLANK_POLICIES))
+        raise CxrConfigError(f"unknown policy {blank!r}", key="blank", choices=BLANK_POLICIES)
 
 
 def apply_policy(labels: np.ndarray, uncertain: str = "ignore", blank: str = "zeros") -> np.ndarray:

@@ -140,7 +140,7 @@ if set(LOSSES) != set(presets.names("losses")):
 def get(name: str, *, positives=None, totals=None, **kwargs) -> keras.losses.Loss:
     """A loss by name; ``weighted_bce`` needs the training split's ``positives`` and ``totals``."""
     if name not in LOSSES:
-        raise CxrConfigError(f"unknown loss {name!r}", key="loss", fix=", ".join(LOSSES))
+        raise CxrConfigError(f"unknown loss {name!r}", key="loss", choices=LOSSES)
     if name == "weighted_bce":
         if positives is None or totals is None:
             raise ValueError("weighted_bce needs the training set's positive counts and totals")

@@ -37,7 +37,7 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     """
     for key, value, allowed in (("aspect", aspect, ASPECTS), ("encoding", encoding, ENCODINGS)):
         if value not in allowed:
-            raise CxrConfigError(f"unknown {key} {value!r}", key=key, fix=" or ".join(allowed))
+            raise CxrConfigError(f"unknown {key} {value!r}", key=key, choices=allowed)
     if size < 8:
         raise CxrConfigError(f"must be at least 8 pixels, got {size}", key="size")
     source = sources.get(dataset)

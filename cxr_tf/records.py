@@ -91,7 +91,7 @@ def encode(pixels: np.ndarray, encoding: str = "png", quality: int = 95) -> byte
     elif encoding == "jpeg":
         img.save(buf, format="JPEG", quality=quality)
     else:
-        raise CxrConfigError(f"unknown encoding {encoding!r}", key="encoding", fix=" or ".join(ENCODINGS))
+        raise CxrConfigError(f"unknown encoding {encoding!r}", key="encoding", choices=ENCODINGS)
     return buf.getvalue()
 
 

@@ -76,4 +76,4 @@ def make_split(frame: pd.DataFrame, method: str, **kwargs) -> pd.DataFrame:
         return random_split(frame, **kwargs)
     if method == "official":
         return official_split(frame, **kwargs)
-    raise CxrConfigError(f"unknown split method {method!r}", key="split", fix=" or ".join(METHODS))
+    raise CxrConfigError(f"unknown split method {method!r}", key="split", choices=METHODS)

@@ -158,5 +158,5 @@ def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None 
     if len(targets) != len(images):
         raise ValueError(f"{len(images)} images but {len(targets)} targets")
     if method not in METHODS:
-        raise CxrConfigError(f"unknown method {method!r}", key="method", fix=", ".join(METHODS))
+        raise CxrConfigError(f"unknown method {method!r}", key="method", choices=METHODS)
     return METHODS[method](model, images, targets, layer, **opts)

@@ -103,7 +103,7 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
         t = keras.layers.ReLU(name="transition_relu")(t)
         x = LSEPooling(lse_r or cfg.get("lse_r", 10.0), name="lse_pool")(t)
     else:
-        raise CxrConfigError(f"unknown head {head!r}", key="head", fix=" or ".join(presets.names("heads")))
+        raise CxrConfigError(f"unknown head {head!r}", key="head", choices=presets.names("heads"))
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = FindingsDense(findings, name="predictions", dtype="float32")(x)

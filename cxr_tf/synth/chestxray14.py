@@ -104,7 +104,7 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
     still list every image; the box list covers the drawn ones).
     """
     if release not in ("v2020", "2017"):
-        raise CxrConfigError(f"unknown release {release!r}", key="release", fix="v2020 or 2017")
+        raise CxrConfigError(f"unknown release {release!r}", key="release", choices=("v2020", "2017"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     card = cards.dataset_card("chestxray14")
