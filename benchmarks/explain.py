@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
     from cxr_tf.explain import METHODS, heatmaps
     from cxr_tf.models import build_model
     model = build_model("chexnet", weights=None, image_size=args.size)
-    x = np.random.default_rng(0).normal(size=(args.batch, args.size, args.size, 3)).astype(np.float32)
+    x = np.random.default_rng(0).integers(0, 256, size=(args.batch, args.size, args.size, 1)).astype(np.float32)
     targets = list(range(args.batch))
     res = {}
     timed = METHODS if args.time == "all" else () if args.time == "none" else tuple(args.time.split(","))

@@ -30,14 +30,12 @@ def run_size(data_dir: Path, out: Path, size: int, epochs: int) -> dict:
     from cxr_tf.prepare import prepare
     from cxr_tf.reproduce import resolve
     from cxr_tf.train import TrainConfig, train
-    settings, _ = resolve("chexnet", demo=True, image_size=size, epochs=epochs)
+    cfg, _ = resolve("chexnet", demo=True, overrides={"image_size": size, "epochs": epochs})
     records, run = out / f"records_{size}", out / f"run_{size}"
     t0 = time.perf_counter()
     if not (records / "summary.json").is_file():
         prepare("chestxray14", data_dir, records, size=size)
-    known = TrainConfig.__dataclass_fields__
-    train(TrainConfig(records=str(records), out=str(run), verbose=0,
-                      **{k: v for k, v in settings.items() if k in known}))
+    train(TrainConfig.from_mapping({**cfg.given_values(), "records": str(records), "out": str(run), "verbose": 0}))
     metrics = evaluate(run, split="test", n_boot=100, figures=False)
     table = localize_run(run, "cam")
     s = summarize(table)

@@ -80,51 +80,66 @@ def _rotation_transforms(degrees: tf.Tensor, size: int) -> tf.Tensor:
     return tf.stack([cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, zeros, zeros], axis=1)
 
 
+def _to_dtype(out: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Pixels on 0..255 in ``dtype`` (uint8: rounded and saturated)."""
+    if out.dtype == dtype:
+        return out
+    out = tf.clip_by_value(tf.cast(out, tf.float32), 0.0, 255.0)
+    return tf.cast(tf.round(out) if dtype == tf.uint8 else out, dtype)
+
+
+def _random_crop_transform(images: tf.Tensor, image_size: int, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
+    """Random square crop and flip as one ``crop_and_resize`` (a box with x1 > x2 samples the
+    mirror image), then rotation and brightness/contrast; float32 out."""
+    batch = tf.shape(images)[0]
+    u = tf.random.stateless_uniform([batch, 7], seed)
+    side = tf.sqrt(aug.crop_scale[0] + u[:, 0] * (aug.crop_scale[1] - aug.crop_scale[0])) \
+        if aug.crop_scale else tf.ones([batch])
+    y0, x0 = u[:, 1] * (1.0 - side), u[:, 2] * (1.0 - side)
+    x1 = x0 + side
+    if aug.hflip:
+        flip = u[:, 4] < 0.5
+        x0, x1 = tf.where(flip, x1, x0), tf.where(flip, x0, x1)
+    boxes = tf.stack([y0, x0, y0 + side, x1], axis=1)
+    out = tf.image.crop_and_resize(images, boxes, tf.range(batch), [image_size, image_size])
+    if aug.rotation:
+        deg = (u[:, 3] * 2.0 - 1.0) * aug.rotation
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=out, transforms=_rotation_transforms(deg, image_size), output_shape=[image_size, image_size],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    if aug.brightness or aug.contrast:  # x -> (x - 127.5) * gain + 127.5 + shift, per image
+        gain = (1.0 + (u[:, 6] * 2.0 - 1.0) * aug.contrast)[:, None, None, None]
+        shift = ((u[:, 5] * 2.0 - 1.0) * aug.brightness * 255.0)[:, None, None, None]
+        out = out * gain + (127.5 * (1.0 - gain) + shift)
+    return out
+
+
 def preprocess_batch(images: tf.Tensor, image_size: int, augment: Augment | None = None,
                      seed: tf.Tensor | None = None, dtype=tf.uint8) -> tf.Tensor:
     """uint8 [B, S, S, 1] stored images -> [B, image_size, image_size, 1] pixels on 0..255 in
     ``dtype`` (uint8 by default, rounded; float32 keeps the resampled values).
 
-    Vectorized over the batch and cheap by construction: with ``augment`` and a ``seed``
-    (int64[2], one per batch), the random crop *and* the horizontal flip are one
-    ``crop_and_resize`` (a box with x1 > x2 samples the mirror image), and brightness and contrast
-    one multiply-add. Without augmentation, the image is resized (antialiased when shrinking more
-    than 2x), or passed through untouched when it already has the input size."""
-    batch = tf.shape(images)[0]
-    stored = images.shape[1]
+    Vectorized over the batch and cheap by construction. Without augmentation (or ``seed``), the
+    image is resized (antialiased when shrinking more than 2x), or passed through untouched when
+    it already has the input size. A flip alone (CheXNet's augmentation) mirrors that image, with
+    no resampling at all when the records are stored at the input size. A random crop, rotation,
+    brightness or contrast go through :func:`_random_crop_transform` (one ``crop_and_resize`` for
+    crop and flip together)."""
     dtype = tf.as_dtype(dtype)
     aug = augment if seed is not None else None
-    if aug is None:
-        if stored == image_size:
-            return tf.ensure_shape(images, [None, image_size, image_size, 1]) if dtype == tf.uint8 \
-                else tf.cast(images, dtype)
-        out = tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size],
-                              antialias=stored is None or image_size * 2 < stored)
+    if aug is not None and (aug.crop_scale or aug.rotation or aug.brightness or aug.contrast):
+        out = _random_crop_transform(images, image_size, aug, seed)
+        return _to_dtype(tf.ensure_shape(out, [None, image_size, image_size, 1]), dtype)
+    if images.shape[1] == image_size:
+        out = images
     else:
-        u = tf.random.stateless_uniform([batch, 7], seed)
-        side = tf.sqrt(aug.crop_scale[0] + u[:, 0] * (aug.crop_scale[1] - aug.crop_scale[0])) \
-            if aug.crop_scale else tf.ones([batch])
-        y0, x0 = u[:, 1] * (1.0 - side), u[:, 2] * (1.0 - side)
-        x1 = x0 + side
-        if aug.hflip:
-            flip = u[:, 4] < 0.5
-            x0, x1 = tf.where(flip, x1, x0), tf.where(flip, x0, x1)
-        boxes = tf.stack([y0, x0, y0 + side, x1], axis=1)
-        out = tf.image.crop_and_resize(images, boxes, tf.range(batch), [image_size, image_size])
-        if aug.rotation:
-            deg = (u[:, 3] * 2.0 - 1.0) * aug.rotation
-            out = tf.raw_ops.ImageProjectiveTransformV3(
-                images=out, transforms=_rotation_transforms(deg, image_size),
-                output_shape=[image_size, image_size], fill_value=0.0, interpolation="BILINEAR",
-                fill_mode="CONSTANT")
-        if aug.brightness or aug.contrast:  # x -> (x - 127.5) * gain + 127.5 + shift, per image
-            gain = (1.0 + (u[:, 6] * 2.0 - 1.0) * aug.contrast)[:, None, None, None]
-            shift = ((u[:, 5] * 2.0 - 1.0) * aug.brightness * 255.0)[:, None, None, None]
-            out = out * gain + (127.5 * (1.0 - gain) + shift)
-    out = tf.ensure_shape(out, [None, image_size, image_size, 1])
-    if dtype == tf.uint8:
-        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
-    return tf.cast(tf.clip_by_value(out, 0.0, 255.0), dtype)
+        out = _to_dtype(tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size],
+                                        antialias=images.shape[1] is None or image_size * 2 < images.shape[1]),
+                        tf.uint8 if dtype == tf.uint8 else tf.float32)
+    if aug is not None and aug.hflip:
+        flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+        out = tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+    return _to_dtype(tf.ensure_shape(out, [None, image_size, image_size, 1]), dtype)
 
 
 def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: int = 224,

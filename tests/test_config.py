@@ -45,7 +45,8 @@ def test_every_preset_key_is_a_field():
     ({"uncertain": "maybe"}, "uncertain: unknown policy 'maybe'; choose ignore, zeros or ones"),
     ({"normalization": "zscore"}, "unknown normalization 'zscore'"),
     ({"backbone": "inception_v3", "image_size": 64}, "inception_v3 needs at least 75 px"),
-    ({"preset": "tiny", "weights": "imagenet"}, "weights: the tiny backbone has no pretrained weights; use weights=none"),
+    ({"preset": "tiny", "weights": "imagenet"},
+     "weights: the tiny backbone has no pretrained weights; use weights=none"),
     ({"findings": "findings_nonesuch"}, "no list 'findings_nonesuch'"),
 ])
 def test_bad_settings_are_refused_by_name(values, match):

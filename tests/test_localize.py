@@ -61,7 +61,8 @@ def test_grid_cam_is_the_box_mask_pooled_to_the_feature_grid():
     assert heat[:16, :16].min() == pytest.approx(1.0)                 # clamped corner plateau
     assert heat[80:, 80:].max() == 0.0
     # bilinear with half-pixel centres, as tf.image.resize: halfway between cell centres 16 and 48
-    assert heat[10, 31] == pytest.approx(0.5 + 1 / 64, abs=1e-6) and heat[10, 32] == pytest.approx(0.5 - 1 / 64, abs=1e-6)
+    assert heat[10, 31] == pytest.approx(0.5 + 1 / 64, abs=1e-6)
+    assert heat[10, 32] == pytest.approx(0.5 - 1 / 64, abs=1e-6)
     half = grid_cam([(0.0, 0.0, 16.0, 32.0)], image_size=128, grid=4)  # half of cell (0, 0)
     assert half.max() == pytest.approx(0.5)
 
@@ -101,8 +102,9 @@ def test_summary_carries_diagnostics_and_their_table():
 
 def test_oracle_ceiling_on_a_box_list():
     from cxr_tf.localize import oracle_ceiling
-    boxes = pd.DataFrame([{"image_id": "a.png", "finding": "Cardiomegaly", "x": 300.0, "y": 400.0, "w": 420.0, "h": 300.0},
-                          {"image_id": "b.png", "finding": "Nodule", "x": 600.0, "y": 300.0, "w": 50.0, "h": 50.0}])
+    boxes = pd.DataFrame([
+        {"image_id": "a.png", "finding": "Cardiomegaly", "x": 300.0, "y": 400.0, "w": 420.0, "h": 300.0},
+        {"image_id": "b.png", "finding": "Nodule", "x": 600.0, "y": 300.0, "w": 50.0, "h": 50.0}])
     coarse = summarize(oracle_ceiling(boxes, grid=4, image_size=128)).set_index(["T", "finding"])
     fine = summarize(oracle_ceiling(boxes, grid=32, image_size=1024)).set_index(["T", "finding"])
     assert coarse.loc[(0.5, "Cardiomegaly"), "accuracy"] == 1.0 and coarse.loc[(0.5, "Nodule"), "accuracy"] == 0.0

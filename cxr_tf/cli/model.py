@@ -30,7 +30,8 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--preset", default=None, type=presets_of("presets"), help="Model preset [default: chexnet].")
 @click.option("--backbone", "--model", "backbone", default=None, type=presets_of("backbones"),
               help="Backbone [default: the preset's].")
-@click.option("--weights", default=None, help="imagenet, a local no-top weights file, or none [default: the preset's, else imagenet].")
+@click.option("--weights", default=None,
+              help="imagenet, a local no-top weights file, or none [default: the preset's, else imagenet].")
 @click.option("--loss", default=None, type=presets_of("losses"), help="Loss [default: bce].")
 @click.option("--uncertain", default=None, type=of("cxr_tf.findings", "UNCERTAIN_POLICIES"),
               help="What uncertain (-1) labels become [default: ignore, which needs a masked loss].")
@@ -46,7 +47,8 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--jit-compile", is_flag=True, default=None, help="XLA-compile the train step (slow start on CPU).")
 @click.option("--seed", default=None, type=int, help="Random seed [default: 0].")
 @click.option("--deterministic", is_flag=True, default=None, help="Deterministic data order and ops.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, to its planned epochs.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint, to its planned epochs.")
 @click.pass_context
 def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss, uncertain, blank, epochs,
           batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
