@@ -76,7 +76,8 @@ def bench_prepare(data: Path, work: Path, size: int, workers: int) -> dict:
     return out
 
 
-def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop: bool = True) -> dict:
+def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop: bool = True,
+                   rounds: int = 3) -> dict:
     """tf.data training pipeline vs a naive PIL loop and vs a decode-only ceiling. ``crop``: flip
     and random crop (0.8-1.0 of the area, resampled to the input size); else CheXNet's flip only."""
     import tensorflow as tf
@@ -89,9 +90,10 @@ def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop:
 
     files, count, _ = split_files(records, "train")
 
-    def rate(ds, n_images):
+    def rate(ds):
+        """Images per second over one epoch after a warm-up batch (graph building, file opens)."""
         it = iter(ds)
-        next(it)  # warm-up: graph building, first file opens
+        next(it)
         t, n = time.perf_counter(), 0
         for b in it:
             n += int(tf.shape(b[0] if isinstance(b, tuple) else b)[0])
@@ -99,14 +101,12 @@ def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop:
 
     ours = make_dataset(records, "train", batch_size=batch, image_size=image_size,
                         augment=Augment(hflip=True, crop_scale=(0.8, 1.0) if crop else None), seed=0)
-    ours_rate = rate(ours, count)
     # what the pipeline shipped before: normalized float32 RGB (a 1x1 conv on the gray batch, its
     # fastest form), here appended to the same uint8 pipeline
     kernel = tf.reshape(tf.constant(IMAGENET_STD) ** -1 / 255.0, [1, 1, 1, 3])
     bias = -tf.constant(IMAGENET_MEAN) / tf.constant(IMAGENET_STD)
     old = ours.map(lambda x, y: (tf.nn.bias_add(tf.nn.conv2d(tf.cast(x, tf.float32), kernel, 1, "VALID"), bias), y),
                    num_parallel_calls=tf.data.AUTOTUNE)
-    old_rate = rate(old, count)
     first = next(iter(ours))[0]
     spec = {"image": tf.io.FixedLenFeature([], tf.string)}
     ceiling = (tf.data.Dataset.from_tensor_slices(files)
@@ -115,11 +115,15 @@ def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop:
                .map(lambda s: tf.io.decode_png(tf.io.parse_single_example(s, spec)["image"]),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
                .batch(batch).prefetch(tf.data.AUTOTUNE))
-    ceiling_rate = rate(ceiling, count)
     # stage breakdown: the same decode plus the batch resize to the model size, one channel
     resized = ceiling.map(lambda x: tf.image.resize(tf.cast(x, tf.float32), [image_size, image_size]),
                           num_parallel_calls=tf.data.AUTOTUNE)
-    resized_rate = rate(resized, count)
+    variants = {"ours": ours, "old": old, "ceiling": ceiling, "resized": resized}
+    best = dict.fromkeys(variants, 0.0)
+    for _ in range(rounds):   # interleaved rounds, best of each: one epoch is short and the machine noisy
+        for name, ds in variants.items():
+            best[name] = max(best[name], rate(ds))
+    ours_rate, old_rate, ceiling_rate, resized_rate = (best[k] for k in variants)
 
     import pandas as pd
     man = pd.read_csv(records / "manifest.csv")

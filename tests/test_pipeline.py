@@ -40,7 +40,8 @@ def test_resize_rounds_to_uint8_or_keeps_float(records_dir):
     want = tf.image.resize(first[None, ..., None].astype(np.float32), [32, 32]).numpy()[0, ..., 0]
     x, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32)))
     assert x.dtype == tf.uint8 and x.shape == (2, 32, 32, 1)
-    np.testing.assert_array_equal(x.numpy()[0, ..., 0], np.clip(np.round(want), 0, 255))
+    diff = np.abs(x.numpy()[0, ..., 0].astype(int) - np.clip(np.round(want), 0, 255))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.98   # rounding; ties may fall either way
     xf, _ = next(iter(make_dataset(records_dir, "val", batch_size=2, image_size=32, dtype=tf.float32)))
     np.testing.assert_allclose(xf.numpy()[0, ..., 0], want, atol=1e-4)
     assert np.abs(xf.numpy() - x.numpy()).max() <= 0.5 + 1e-4
