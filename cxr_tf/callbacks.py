@@ -103,6 +103,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         save_model(self.model, ckpt)
         if improved:
             save_model(self.model, self.run_dir / "model.keras")
+            # operating points chosen for the previous best model do not belong to this one
+            (self.run_dir / "thresholds.json").unlink(missing_ok=True)
         self.state["epoch"] = epoch + 1
         self.state["checkpoint"] = str(ckpt.relative_to(self.run_dir))
         if self.plateau is not None:

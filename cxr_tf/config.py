@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -46,7 +47,7 @@ class TrainConfig:
 
     records: str | None = None        # records directory from `cxr-tf prepare`
     out: str | None = None            # run directory (None: train in memory, write nothing)
-    preset: str = "chexnet"           # presets.toml: defaults for the fields below
+    preset: str = presets.DEFAULT     # presets.toml: defaults for the fields below
     dataset: str | None = None        # the dataset card whose vocabulary names the findings
     findings: list | str | None = None   # output names, or the name of a list in the card
     backbone: str | None = None
@@ -125,7 +126,9 @@ class TrainConfig:
             raise CxrConfigError(f"unknown head {cfg.head!r}", key="head", choices=presets.names("heads"))
         cfg.image_size = int(cfg.image_size or 224)
         cfg.normalization = presets.normalization_name(cfg.normalization or entry["normalization"])
-        cfg.dataset = cfg.dataset or "chestxray14"
+        if not cfg.dataset:
+            raise CxrConfigError(f"preset {cfg.preset!r} names no dataset, so no vocabulary for the findings",
+                                 key="dataset")
         if cfg.findings is None or isinstance(cfg.findings, str):
             cfg.findings = list(vocabulary(cfg.dataset, cfg.findings).findings)
         cfg.findings = [str(f) for f in cfg.findings]
@@ -164,6 +167,9 @@ def _check_types(cfg: TrainConfig) -> None:
         allowed = typing.get_args(hint) or (hint,)
         if value is None and type(None) in allowed:
             continue
+        if isinstance(value, os.PathLike) and str in allowed:
+            value = os.fspath(value)
+            setattr(cfg, name, value)
         if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in allowed \
                 and str not in allowed:
             setattr(cfg, name, None)

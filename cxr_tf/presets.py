@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from cxr_tf.errors import CxrConfigError
 
 PATH = Path(__file__).with_name("presets.toml")
+DEFAULT = "chexnet"     # the preset when none is named (TrainConfig.preset, build_model)
 
 
 @functools.lru_cache(maxsize=None)

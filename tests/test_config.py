@@ -20,6 +20,8 @@ def test_preset_fills_what_was_not_given():
     chexpert = TrainConfig(preset="chexpert").resolved()
     assert chexpert.dataset == "chexpert" and chexpert.findings[0] == "No Finding"
     assert TrainConfig(weights=None).resolved().weights == "none"   # Keras' None = from scratch
+    from pathlib import Path
+    assert TrainConfig(records=Path("/data/r")).resolved().records == "/data/r"
     assert TrainConfig(normalization="model:resnet50").resolved().normalization == "caffe"
 
 

@@ -51,6 +51,14 @@ def of(module: str, name: str) -> LazyChoice:
     return LazyChoice(load)
 
 
+def echo_skipped(skipped) -> None:
+    """Report the (file, reason) pairs a command skipped, counted, at the end of its output."""
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):")
+        for path, why in skipped:
+            click.echo(f"  {path}: {why}")
+
+
 def given(ctx: click.Context, mapping: dict) -> dict:
     """The subset of ``mapping`` (parameter name -> value) the user typed on the command line,
     leaving out defaults, so a config file, a recipe, a preset or a resumed run keeps its own."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cxr_tf.cli.common import LazyChoice
+from cxr_tf.cli.common import LazyChoice, echo_skipped
 
 
 def _methods(exclude=()):
@@ -33,10 +33,7 @@ def explain(model, images, method, finding, top, out_dir, skip_bad):
     for w in written:
         click.echo(f"{w['file']}: {w['finding']} p={w['probability']:.3f} -> {w['png']}")
     click.echo(f"wrote {len(written)} overlay(s) and heatmap(s) to {out_dir}")
-    if skipped:
-        click.echo(f"skipped {len(skipped)} unreadable image(s):")
-        for f, why in skipped:
-            click.echo(f"  {f}: {why}")
+    echo_skipped(skipped)
 
 
 @click.command()

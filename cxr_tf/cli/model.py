@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_tf.cli.common import LazyChoice, given, of, presets_of
+from cxr_tf.cli.common import LazyChoice, echo_skipped, given, of, presets_of
 
 
 def _reproductions():
@@ -119,10 +119,7 @@ def predict(model, images, out_csv, batch_size, skip_bad):
         click.echo(f"{row['file']}: " + ", ".join(f"{n} {p:.3f}" for p, n in top)
                    + (f"  | positive calls: {', '.join(calls) or 'none'}" if has_calls else ""))
     click.echo(f"wrote {len(table)} prediction(s) to {out_csv}")
-    if skipped:
-        click.echo(f"skipped {len(skipped)} unreadable image(s):")
-        for f, why in skipped:
-            click.echo(f"  {f}: {why}")
+    echo_skipped(skipped)
 
 
 @click.command()

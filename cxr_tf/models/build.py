@@ -68,7 +68,7 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
                 normalization: str | None = None, stored_size: int | None = None,
                 aspect: str = "pad", dataset: str | None = None) -> keras.Model:
     """Build a flat functional model (see the module doc); arguments left None come from the
-    preset (``presets.toml``).
+    preset (``presets.toml``; default ``presets.DEFAULT``).
 
     ``head="gap"``: global average pooling + one sigmoid unit per finding (CheXNet).
     ``head="transition_lse"``: a 1x1 conv + BN + ReLU transition layer to ``transition_depth``
@@ -78,13 +78,13 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
     ``normalization``: a ``presets.toml`` normalization (default: the backbone's).
     ``stored_size``/``aspect``: how the training images were made square (recorded in the model).
     """
-    cfg = presets.preset(preset_name) if preset_name else {}
+    cfg = presets.preset(preset_name or presets.DEFAULT)
     backbone = backbone or cfg.get("backbone", "densenet121")
     spec = presets.backbone(backbone)
     head = head or cfg.get("head", "gap")
     image_size = int(image_size or cfg.get("image_size", 224))
     if findings is None or isinstance(findings, str):
-        findings = vocabulary(dataset or cfg.get("dataset", "chestxray14"),
+        findings = vocabulary(dataset or cfg["dataset"],
                               findings if isinstance(findings, str) else cfg.get("findings")).findings
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = Pixels(stored_size, aspect, name="pixels")(inputs)
