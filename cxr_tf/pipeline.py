@@ -183,28 +183,28 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     if repeat:
         ds = ds.repeat()
 
-    def _decode(serialized):
+    def _decode(serialized):   # per element: only what cannot be batched
         ex = tf.io.parse_single_example(serialized, spec)
         image = tf.io.decode_png(ex["image"], channels=1) if png else tf.io.decode_jpeg(ex["image"], channels=1)
         image = tf.ensure_shape(image, [stored, stored, 1])
-        y = targets(ex["labels"], uncertain, blank)
-        if select is not None:
-            y = tf.gather(y, select)
         if not include_meta:
-            return image, y
-        return image, y, {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
+            return image, ex["labels"]
+        return image, ex["labels"], {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
+
+    def _batch(element, batch_seed=None):   # per batch, vectorized: resize/augment and the targets
+        y = targets(element[1], uncertain, blank)
+        if select is not None:
+            y = tf.gather(y, select, axis=1)
+        return (preprocess_batch(element[0], image_size, aug, batch_seed, dtype), y, *element[2:])
 
     ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if aug is not None:
         rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, rand)).map(
-            lambda element, batch_seed: (preprocess_batch(element[0], image_size, aug, batch_seed, dtype),
-                                         *element[1:]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    elif stored != image_size or tf.as_dtype(dtype) != tf.uint8:
-        ds = ds.map(lambda *element: (preprocess_batch(element[0], image_size, dtype=dtype), *element[1:]),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        ds = tf.data.Dataset.zip((ds, rand))
+        ds = ds.map(_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    else:
+        ds = ds.map(lambda *element: _batch(element), num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.deterministic = ordered
