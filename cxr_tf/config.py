@@ -29,7 +29,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from cxr_tf import presets
 from cxr_tf.errors import CxrConfigError, CxrDataError
-from cxr_tf.findings import check_policies, vocabulary
+from cxr_tf.findings import check_policies, parse_policies, vocabulary
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 # What a resumed run may change; anything else given on resume must equal the saved value.
@@ -75,7 +75,7 @@ class TrainConfig:
     rotation: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
-    uncertain: str = "ignore"         # findings.UNCERTAIN_POLICIES
+    uncertain: str | dict = "ignore"  # findings.UNCERTAIN_POLICIES, or {finding: policy, "default": ...}
     blank: str = "zeros"              # findings.BLANK_POLICIES
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -135,7 +135,9 @@ class TrainConfig:
         cfg.weights = "none" if cfg.weights in (None, "", "none", "None") else str(cfg.weights)
         if cfg.loss not in presets.names("losses"):
             raise CxrConfigError(f"unknown loss {cfg.loss!r}", key="loss", choices=presets.names("losses"))
-        check_policies(cfg.uncertain, cfg.blank)
+        if isinstance(cfg.uncertain, str):
+            cfg.uncertain = parse_policies(cfg.uncertain)
+        check_policies(cfg.uncertain, cfg.blank, cfg.findings)
         if cfg.strategy not in STRATEGIES:
             raise CxrConfigError(f"unknown strategy {cfg.strategy!r}", key="strategy", choices=STRATEGIES)
         _check_ranges(cfg, entry)

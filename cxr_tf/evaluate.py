@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 
 from cxr_tf import atomic
-from cxr_tf.findings import IGNORE, apply_policy
+from cxr_tf.findings import IGNORE, metric_targets
 from cxr_tf.metrics import auroc_per_class
 from cxr_tf.progress import progress
 from cxr_tf.rundir import THRESHOLDS, RunDir
@@ -28,7 +28,8 @@ THRESHOLD_RULE = "max F1 per finding on the validation split"
 
 
 def predict_split(run_dir, split: str, records=None, model=None):
-    """(frame, targets, probabilities, findings) for one split of the run's records."""
+    """(frame, targets, probabilities, findings) for one split of the run's records; targets are
+    the certain labels (uncertain entries left out, whatever the training policy)."""
     from cxr_tf.models import findings_of, input_size_of
     from cxr_tf.pipeline import make_dataset
 
@@ -40,7 +41,7 @@ def predict_split(run_dir, split: str, records=None, model=None):
                       image_size=input_size_of(model), findings=findings).map(lambda x, y: x)
     probs = model.predict(ds, verbose=0)
     frame = rec.split_frame(split)
-    targets = apply_policy(frame[findings].to_numpy(np.float32), run.config["uncertain"], run.config["blank"])
+    targets = metric_targets(frame[findings].to_numpy(np.float32), run.config["blank"])
     return frame, targets, probs, findings
 
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from cxr_tf.findings import IGNORE, check_policies
+import numpy as np
+
+from cxr_tf.findings import IGNORE, LSR_RANGES, check_policies, policies, train_targets
 from cxr_tf.recordsdir import RecordsDir
 
 @dataclass(frozen=True)
@@ -62,11 +64,26 @@ def split_files(records_dir, split: str) -> tuple[list[str], int, dict]:
     return files, count, records.summary
 
 
-def targets(labels: tf.Tensor, uncertain: str = "ignore", blank: str = "zeros") -> tf.Tensor:
-    """Label states -> training targets, as :func:`cxr_tf.findings.apply_policy` does in NumPy."""
+def targets(labels: tf.Tensor, uncertain="ignore", blank: str = "zeros", findings=None,
+            seed: tf.Tensor | None = None, soft: tf.Tensor | None = None) -> tf.Tensor:
+    """Label states [..., K] -> training targets, per finding, as
+    :func:`cxr_tf.findings.train_targets` does in NumPy; with ``seed`` (training) the
+    label-smoothed policies draw their uncertain targets per entry, and ``soft`` (same shape, NaN
+    where absent) replaces the uncertain entries of ``selftrained`` findings."""
     check_policies(uncertain, blank)
-    unc_value = {"ignore": IGNORE, "zeros": 0.0, "ones": 1.0}[uncertain]
-    out = tf.where(tf.equal(labels, -1.0), unc_value, labels)
+    per = policies(uncertain, findings if findings is not None else [None] * labels.shape[-1])
+    unc = tf.equal(labels, -1.0)
+    fixed = tf.constant(train_targets(np.full((1, len(per)), -1.0, np.float32), uncertain, blank,
+                                      findings if findings is not None else [None] * len(per))[0])
+    out = tf.where(unc, fixed, labels)
+    if seed is not None and any(p in LSR_RANGES for p in per):
+        lo = tf.constant([LSR_RANGES.get(p, (0.0, 0.0))[0] for p in per], tf.float32)
+        hi = tf.constant([LSR_RANGES.get(p, (0.0, 0.0))[1] for p in per], tf.float32)
+        drawn = lo + tf.random.stateless_uniform(tf.shape(labels), seed + 7) * (hi - lo)
+        out = tf.where(unc & tf.constant([p in LSR_RANGES for p in per]), drawn, out)
+    if soft is not None:
+        use = unc & tf.constant([p == "selftrained" for p in per]) & tf.math.is_finite(soft)
+        out = tf.where(use, soft, out)
     return tf.where(tf.math.is_nan(out), IGNORE if blank == "ignore" else 0.0, out)
 
 
@@ -147,7 +164,7 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
                  uncertain: str = "ignore", blank: str = "zeros", shuffle_buffer: int = 2048,
                  seed: int | None = None, deterministic: bool = False, repeat: bool = False,
                  drop_remainder: bool = False, include_meta: bool = False, findings=None,
-                 dtype=tf.uint8) -> tf.data.Dataset:
+                 dtype=tf.uint8, soft_targets=None) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(pixels, targets)`` for one split, pixels
     [B, image_size, image_size, 1] on 0..255 in ``dtype`` (what a cxr_tf model takes).
 
@@ -156,19 +173,23 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     ``include_meta`` adds a third element: a dict with ``image_id``, ``view``, ``orig_size`` and
     ``affine`` (for mapping heatmaps back to original pixels). ``batch_size`` is the global batch
     size under a distribution strategy. ``findings`` selects (and orders) label columns by name,
-    e.g. the 8 ChestX-ray8 findings out of 14. Images are decoded per element; resizing and
-    augmentation run per batch.
+    e.g. the 8 ChestX-ray8 findings out of 14. ``uncertain`` is a policy name or a per-finding
+    mapping (:mod:`cxr_tf.findings`); ``soft_targets`` (a DataFrame indexed by image_id with one
+    column per finding, NaN where absent) gives the ``selftrained`` findings' soft targets.
+    Images are decoded per element; resizing, augmentation and targets run per batch.
     """
-    check_policies(uncertain, blank)
     records = RecordsDir(records_dir)
     files, count = records.shards(split)
     select = records.label_indices(findings)
+    names = list(findings) if findings is not None else records.findings
+    check_policies(uncertain, blank, names)
     stored = records.stored_size
     png = records.encoding == "png"
     training = split == "train" if training is None else training
     spec = features_spec(len(records.findings))
     if not include_meta:  # parse only what training needs
-        spec = {k: spec[k] for k in ("image", "labels")}
+        spec = {k: spec[k] for k in ("image", "labels") + (("image_id",) if soft_targets is not None else ())}
+    soft = _soft_lookup(soft_targets, names)
     aug = augment if training else None
     ordered = bool(deterministic or not training)
     files_ds = tf.data.Dataset.from_tensor_slices(files)
@@ -187,14 +208,17 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
         ex = tf.io.parse_single_example(serialized, spec)
         image = tf.io.decode_png(ex["image"], channels=1) if png else tf.io.decode_jpeg(ex["image"], channels=1)
         image = tf.ensure_shape(image, [stored, stored, 1])
+        labels = ex["labels"] if soft is None else (ex["labels"], ex["image_id"])
         if not include_meta:
-            return image, ex["labels"]
-        return image, ex["labels"], {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
+            return image, labels
+        return image, labels, {k: ex[k] for k in ("image_id", "view", "orig_size", "affine")}
 
     def _batch(element, batch_seed=None):   # per batch, vectorized: resize/augment and the targets
-        y = targets(element[1], uncertain, blank)
+        labels, ids = element[1] if soft is not None else (element[1], None)
         if select is not None:
-            y = tf.gather(y, select, axis=1)
+            labels = tf.gather(labels, select, axis=1)
+        y = targets(labels, uncertain, blank, names, batch_seed if aug is not None else None,
+                    None if soft is None else soft(ids))
         return (preprocess_batch(element[0], image_size, aug, batch_seed, dtype), y, *element[2:])
 
     ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
@@ -213,6 +237,18 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
         tf.data.experimental.AutoShardPolicy.FILE if len(files) >= 64
         else tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(opts)
+
+
+def _soft_lookup(soft_targets, names):
+    """A function image_id [B] -> soft targets [B, K] (NaN where an image has none), or None."""
+    if soft_targets is None:
+        return None
+    table = soft_targets.reindex(columns=names)
+    keys = tf.constant(table.index.astype(str).to_numpy())
+    rows = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        keys, tf.range(len(table), dtype=tf.int64)), default_value=len(table))
+    values = tf.constant(np.vstack([table.to_numpy(np.float32), np.full((1, len(names)), np.nan, np.float32)]))
+    return lambda ids: tf.gather(values, rows.lookup(ids))
 
 
 def split_frame(records_dir, split: str):

@@ -147,6 +147,7 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
             "skipped_images": int(len(skipped)),
             "boxes": int(len(boxes)),
             "boxed_images": int(boxes["image_id"].nunique()),
+            "excluded_by_filter": dict(src.excluded),
         },
         "release_check": {k: {"expected": v, "listed": src.release_counts.get(k)}
                           for k, v in expected.items()},

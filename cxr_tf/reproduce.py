@@ -101,11 +101,13 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
     if demo:
         from cxr_tf.sources import synth_writer
         d = recipe.get("demo", {})
-        data_dir = out / "phantom"
-        if not (data_dir / ".complete").is_file():
-            synth_writer(dataset)(data_dir, n_images=d.get("images", 1500), n_patients=d.get("patients"),
-                                  size=d.get("synth_size", 128), seed=d.get("seed", 0))
-            atomic.write_text(data_dir / ".complete", "synthesized\n")
+        phantom = out / "phantom"
+        if not (phantom / ".complete").is_file():
+            info = synth_writer(dataset)(phantom, n_images=d.get("images", 1500), n_patients=d.get("patients"),
+                                         size=d.get("synth_size", 128), seed=d.get("seed", 0))
+            atomic.write_text(phantom / ".complete", info.get("data_dir", str(phantom)) + "\n")
+        marked = Path((phantom / ".complete").read_text().strip())
+        data_dir = marked if marked.is_dir() else phantom
         split = d.get("prepare", {}).get("split", split)
         size = int(d.get("prepare", {}).get("size", size))
     elif data_dir is None:

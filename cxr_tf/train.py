@@ -20,7 +20,7 @@ from pathlib import Path
 from cxr_tf import __version__, atomic
 from cxr_tf.config import TrainConfig, for_resume
 from cxr_tf.errors import CxrConfigError, CxrDataError
-from cxr_tf.findings import IGNORE, apply_policy
+from cxr_tf.findings import IGNORE, metric_targets, train_targets
 from cxr_tf.recordsdir import RecordsDir
 from cxr_tf.rundir import CONFIG, SPLIT_SUMMARY, STATE, RunDir
 
@@ -44,10 +44,12 @@ def configure_tf(cfg: TrainConfig) -> None:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
-def split_targets(records: RecordsDir, split: str, cfg: TrainConfig):
-    """One split's training targets (label policy applied), in evaluation order."""
-    frame = records.split_frame(split)
-    return apply_policy(frame[list(cfg.findings)].to_numpy(dtype="float32"), cfg.uncertain, cfg.blank)
+def split_targets(records: RecordsDir, split: str, cfg: TrainConfig, metric: bool = False):
+    """One split's targets in evaluation order: the training encoding (the run's policies), or
+    with ``metric`` the certain labels that AUROC is computed on."""
+    labels = records.split_frame(split)[list(cfg.findings)].to_numpy(dtype="float32")
+    return metric_targets(labels, cfg.blank) if metric else train_targets(labels, cfg.uncertain, cfg.blank,
+                                                                          cfg.findings)
 
 
 def check_records(cfg: TrainConfig, records: RecordsDir) -> None:

@@ -44,7 +44,7 @@ def test_every_preset_key_is_a_field():
     ({"backbone": "resnet51"}, "unknown backbone 'resnet51'; available: densenet121"),
     ({"preset": "nonesuch"}, "unknown preset 'nonesuch'"),
     ({"loss": "mse"}, "loss: unknown loss 'mse'; choose bce, masked_bce"),
-    ({"uncertain": "maybe"}, "uncertain: unknown policy 'maybe'; choose ignore, zeros or ones"),
+    ({"uncertain": "maybe"}, "uncertain: unknown policy 'maybe'; choose ignore, zeros, ones, selftrained"),
     ({"normalization": "zscore"}, "unknown normalization 'zscore'"),
     ({"backbone": "inception_v3", "image_size": 64}, "inception_v3 needs at least 75 px"),
     ({"preset": "tiny", "weights": "imagenet"},

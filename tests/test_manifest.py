@@ -6,7 +6,7 @@ import pytest
 
 from cxr_tf import manifest
 from cxr_tf.errors import CxrDataError
-from cxr_tf.findings import IGNORE, apply_policy, vocabulary
+from cxr_tf.findings import IGNORE, train_targets as apply_policy, vocabulary
 
 F = ("A", "B")
 

@@ -28,7 +28,7 @@ def synth(dataset, out_dir, n_images, patients, size, seed):
 
     info = synth_writer(dataset)(out_dir, n_images=n_images, n_patients=patients, size=size, seed=seed)
     click.echo(f"wrote {info['images']} images of {info['patients']} patients "
-               f"({info.get('boxes', 0)} boxes) to {out_dir}")
+               f"({info.get('boxes', 0)} boxes) to {out_dir}; prepare with --data-dir {info.get('data_dir', out_dir)}")
 
 
 def _options(pairs) -> dict:
@@ -76,6 +76,8 @@ def prepare(dataset, data_dir, out_dir, split, size, aspect, encoding, workers, 
     click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
     for split_name, part in s["splits"].items():
         click.echo(f"  {split_name:5s} {part['images']:7d} images  {part['patients']:6d} patients")
+    for rule, n in c.get("excluded_by_filter", {}).items():
+        click.echo(f"excluded by {rule}: {n} listed image(s) (see summary.json)")
     if c["missing_images"] or c["unreadable_images"]:
         click.echo(f"skipped: {c['missing_images']} missing, {c['unreadable_images']} unreadable "
                    f"(see {out_dir}/skipped.csv)")

@@ -34,7 +34,8 @@ class SourceData:
     the manifest so that splits do not depend on what was unpacked). ``boxes`` (may be empty) has
     :data:`BOX_COLUMNS`, coordinates in a ``bbox_frame``-pixel square frame (or in each file's own
     pixels when ``bbox_frame`` is None). ``files`` names the files read; ``release_counts`` holds
-    counts of the source files that the card's ``[expected]`` table can be checked against.
+    counts of the source files that the card's ``[expected]`` table can be checked against;
+    ``excluded`` counts the listed images a filter the user chose left out (never a silent drop).
     """
 
     name: str
@@ -46,6 +47,7 @@ class SourceData:
     bbox_frame: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     release_counts: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -91,7 +93,9 @@ def get(name: str) -> Source:
 
 
 def synth_writer(name: str) -> Callable:
-    """The phantom writer of a dataset (``write_dataset(out_dir, n_images=..., ...)``)."""
+    """The phantom writer of a dataset: ``write_dataset(out_dir, n_images=..., n_patients=...,
+    size=..., seed=...)`` returns counts, and ``"data_dir"`` when the dataset's ``--data-dir`` is
+    a folder inside ``out_dir`` (CheXpert's ``CheXpert-v1.0-small/``)."""
     if name not in synth_names():
         raise _unknown(name, synth_names(), "dataset")
     module, _, func = cards.dataset_card(name)["synth"]["writer"].partition(":")

@@ -3,6 +3,8 @@ by adding its card, source module and phantom writer): a phantom tree in the sou
 layout -> a manifest that validates -> patient-disjoint splits (official and random) -> a
 prepare round trip whose records hold exactly the images and labels the manifest names."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,8 +30,8 @@ def test_the_registry_reads_the_cards():
 def tree(request, tmp_path_factory):
     name = request.param
     out = tmp_path_factory.mktemp(f"contract_{name}")
-    sources.synth_writer(name)(out, **cards.dataset_card(name)["synth"]["contract"])
-    return name, out
+    info = sources.synth_writer(name)(out, **cards.dataset_card(name)["synth"]["contract"])
+    return name, Path(info.get("data_dir", out))
 
 
 @pytest.mark.parametrize("split", ["official", "random"])
