@@ -32,6 +32,8 @@ from cxr_tf.errors import CxrConfigError, CxrDataError
 from cxr_tf.findings import check_policies, parse_policies, vocabulary
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+LR_SCHEDULES = ("plateau", "constant")
+SELECT_BY = ("val_loss", "val_auroc_mean", "val_auroc_tasks")
 # What a resumed run may change; anything else given on resume must equal the saved value.
 RESUME_OVERRIDES = ("records", "epochs", "verbose", "strategy", "tb_cam_images")
 # Names other tools (and older cxr-tf recipes) use, suggested when they are given; never accepted.
@@ -66,9 +68,14 @@ class TrainConfig:
     lr: float = 1e-3
     beta_1: float = 0.9
     beta_2: float = 0.999
+    lr_schedule: str = "plateau"      # plateau: divide by 1/plateau_factor on a val_loss plateau; constant
     plateau_factor: float = 0.1
     plateau_patience: int = 1
     min_lr: float = 1e-7
+    checkpoint_every: int | None = None   # steps between validation + checkpoint (None: every epoch)
+    keep_checkpoints: int = 1         # the best checkpoints kept by select_by (for `cxr-tf ensemble`)
+    select_by: str = "val_loss"       # val_loss (lowest), val_auroc_mean or val_auroc_tasks (highest)
+    select_findings: list | str | None = None   # tasks of val_auroc_tasks, or a list name in the card
     bn_momentum: float | None = 0.9   # PyTorch BN momentum 0.1, as CheXNet trained; None keeps Keras 0.99
     hflip: bool = True
     crop_scale: list | None = None    # [min, max] area fraction of a random square crop
@@ -138,8 +145,16 @@ class TrainConfig:
         if isinstance(cfg.uncertain, str):
             cfg.uncertain = parse_policies(cfg.uncertain)
         check_policies(cfg.uncertain, cfg.blank, cfg.findings)
-        if cfg.strategy not in STRATEGIES:
-            raise CxrConfigError(f"unknown strategy {cfg.strategy!r}", key="strategy", choices=STRATEGIES)
+        for key, allowed in (("strategy", STRATEGIES), ("lr_schedule", LR_SCHEDULES), ("select_by", SELECT_BY)):
+            if getattr(cfg, key) not in allowed:
+                raise CxrConfigError(f"unknown value {getattr(cfg, key)!r}", key=key, choices=allowed)
+        if cfg.select_by == "val_auroc_tasks":
+            if isinstance(cfg.select_findings, str):
+                cfg.select_findings = list(vocabulary(cfg.dataset, cfg.select_findings).findings)
+            missing = sorted(set(cfg.select_findings or ()) - set(cfg.findings))
+            if not cfg.select_findings or missing:
+                raise CxrConfigError(f"val_auroc_tasks needs select_findings among the findings (missing: {missing})",
+                                     key="select_findings")
         _check_ranges(cfg, entry)
         return cfg
 
@@ -202,9 +217,10 @@ def _check_ranges(cfg: TrainConfig, backbone: dict) -> None:
     if cfg.image_size < backbone.get("min_size", 8):
         raise CxrConfigError(f"{cfg.backbone} needs at least {backbone.get('min_size', 8)} px, got "
                              f"{cfg.image_size}", key="image_size")
-    positive = {"epochs": 1, "batch_size": 1, "plateau_patience": 0, "shuffle_buffer": 0, "tb_cam_images": 0}
+    positive = {"epochs": 1, "batch_size": 1, "plateau_patience": 0, "shuffle_buffer": 0, "tb_cam_images": 0,
+                "keep_checkpoints": 1, "checkpoint_every": 1}
     for name, low in positive.items():
-        if getattr(cfg, name) < low:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < low:
             raise CxrConfigError(f"must be at least {low}, got {getattr(cfg, name)}", key=name)
     for name in ("lr", "min_lr"):
         if not getattr(cfg, name) > 0:

@@ -130,6 +130,34 @@ class Focal(keras.losses.Loss):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
+@keras.saving.register_keras_serializable(PACKAGE)
+class MulticlassLoss(keras.losses.Loss):
+    """The loss of a model with U-MultiClass findings, on its three logits per finding [B, K, 3]:
+    a 3-way softmax cross-entropy (targets 0 negative, 1 positive, 2 uncertain) for the
+    ``multiclass`` findings and binary cross-entropy on sigmoid(l1 - l0) for the others (soft
+    targets allowed); ignored (-1) entries are skipped, and the mean runs over those that count."""
+
+    def __init__(self, multiclass, name="multiclass", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.multiclass = [bool(m) for m in multiclass]
+
+    def call(self, y_true, y_pred):
+        y = ops.cast(y_true, "float32")
+        logits = ops.cast(y_pred, "float32")
+        valid = ops.cast(ops.not_equal(y, IGNORE), "float32")
+        mc = ops.convert_to_tensor(self.multiclass)
+        p = ops.clip(ops.sigmoid(logits[..., 1] - logits[..., 0]), _EPS, 1.0 - _EPS)
+        yb = ops.where(valid > 0, ops.clip(y, 0.0, 1.0), 0.0)
+        bce = -(yb * ops.log(p) + (1 - yb) * ops.log(1 - p))
+        cls = ops.cast(ops.where(valid > 0, y, 0.0), "int32")
+        logp = ops.log_softmax(logits, axis=-1)
+        ce = -ops.sum(logp * ops.one_hot(cls, 3), axis=-1)
+        return _masked_mean(ops.where(mc, ce, bce), valid)
+
+    def get_config(self):
+        return {**super().get_config(), "multiclass": self.multiclass}
+
+
 # The registry: each name of presets.toml's [losses] table (the CLI's choices) -> its class.
 LOSSES = {"bce": BCE, "masked_bce": MaskedBCE, "wcel": WCEL, "weighted_bce": WeightedBCE, "focal": Focal}
 if set(LOSSES) != set(presets.names("losses")):

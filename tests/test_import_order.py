@@ -25,7 +25,7 @@ STAGES = [
     ("pipeline", ["cxr_tf.pipeline"]),
     ("models", ["cxr_tf.models", "cxr_tf.models.*", "cxr_tf.losses", "cxr_tf.optimizers"]),
     ("rundir", ["cxr_tf.rundir"]),
-    ("train", ["cxr_tf.distribute", "cxr_tf.callbacks", "cxr_tf.train"]),
+    ("train", ["cxr_tf.distribute", "cxr_tf.callbacks", "cxr_tf.train", "cxr_tf.selftrain"]),
     ("evaluate", ["cxr_tf.evaluate", "cxr_tf.plots", "cxr_tf.predict"]),
     ("explain", ["cxr_tf.explain", "cxr_tf.explain.*"]),
     ("localize", ["cxr_tf.localize"]),

@@ -30,7 +30,8 @@ def test_run_directory(tiny_run, records_dir):
     assert split["splits"]["train"]["images"] == summary["splits"]["train"]["images"]
     state = json.loads((tiny_run / "state.json").read_text())
     assert state["epoch"] == 2 and (tiny_run / state["checkpoint"]).is_file()
-    assert len(list((tiny_run / "checkpoints").glob("*.keras"))) == 1
+    kept = {tiny_run / t["checkpoint"] for t in state["top"]} | {tiny_run / state["checkpoint"]}
+    assert set((tiny_run / "checkpoints").glob("*.keras")) == kept and len(state["top"]) == 1
     assert (tiny_run / "model.keras").is_file() and not list(tiny_run.rglob("*partial*"))
     hist = pd.read_csv(tiny_run / "history.csv")
     assert {"loss", "val_loss", "val_auroc_mean", "learning_rate", "val_auroc_Cardiomegaly"} <= set(hist.columns)

@@ -75,8 +75,8 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
     from cxr_tf.train import planned_config, train as run
 
     state = run(cfg, resume=resume, callbacks=_cam_callbacks(planned_config(cfg, resume)[0], out))
-    click.echo(f"trained {state.get('epoch')} epoch(s); best val_loss {state.get('best_val_loss')} "
-               f"at epoch {state.get('best_epoch')}; model: {out}/model.keras")
+    click.echo(f"trained {state.get('epoch')} epoch(s); best {state.get('monitor', 'val_loss')} at epoch "
+               f"{state.get('best_epoch')} (lowest val_loss {state.get('best_val_loss')}); model: {out}/model.keras")
 
 
 @click.command()

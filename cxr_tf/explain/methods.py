@@ -54,7 +54,7 @@ def cam(model, images, targets, layer: str | None = None, **_) -> np.ndarray:
     layer = layer or cam_layer(model)
     extractor = _cached(model, ("features", layer), lambda: keras.Model(model.inputs, model.get_layer(layer).output))
     feats = extractor.predict(images, verbose=0)
-    kernel = model.get_layer("predictions").get_weights()[0]              # [C, K]
+    kernel = model.get_layer("predictions").cam_kernel(model)            # [C, K]
     if kernel.shape[0] != feats.shape[-1]:
         raise CxrConfigError(f"CAM needs {layer!r} to feed the prediction layer directly "
                              f"({feats.shape[-1]} channels vs {kernel.shape[0]} weights)", key="method",

@@ -27,13 +27,17 @@ class CamImages(keras.callbacks.Callback):
                           findings=findings)
         return cls(logdir, next(iter(ds))[0].numpy(), findings, method)
 
+    def on_train_begin(self, logs=None):
+        from cxr_tf.models import contract_model
+        self._explained = contract_model(self.model)    # one probability per finding, shared layers
+
     def on_epoch_end(self, epoch, logs=None):
         import matplotlib
         import tensorflow as tf
 
-        probs = self.model.predict(self.images, verbose=0)
+        probs = self._explained.predict(self.images, verbose=0)
         targets = probs.argmax(axis=1)
-        maps = heatmaps(self.model, self.images, targets, self.method)
+        maps = heatmaps(self._explained, self.images, targets, self.method)
         jet = matplotlib.colormaps["jet"]
         gray = np.repeat(self.images / 255.0, 3, axis=-1)
         overlays = 0.55 * gray + 0.45 * jet(maps)[..., :3]

@@ -10,7 +10,7 @@ names, the normalization, the input size and the operating thresholds inside the
 """
 
 from cxr_tf.models.build import (INPUT_LAYERS, WeightsUnavailable, backbone_of, build_model,  # noqa: F401
-                                 cam_layer, findings_of, input_size_of, load_model,
-                                 normalization_of, preprocessing_of, save_model, set_thresholds,
-                                 thresholds_of)
+                                 cam_layer, contract_model, findings_of, input_size_of, load_checkpoint,
+                                 load_model, normalization_of, preprocessing_of, save_model, set_thresholds,
+                                 thresholds_of, training_model)
 from cxr_tf.models.inputs import collect_images, image_input, iter_batches, stack  # noqa: F401

@@ -17,7 +17,8 @@ import keras
 from cxr_tf import atomic, presets
 from cxr_tf.errors import CxrConfigError, CxrDataError, CxrError
 from cxr_tf.findings import vocabulary
-from cxr_tf.models.layers import FindingsDense, GrayToRGB, LSEPooling, Normalize, Pixels
+from cxr_tf.models.layers import (FindingsDense, FindingsLogits, GrayToRGB, LSEPooling, MulticlassProbability,
+                                  Normalize, Pixels)
 
 log = logging.getLogger(__name__)
 WEIGHTS_HELP = "a local Keras '{file}' (no-top ImageNet weights) or none (train from scratch)"
@@ -66,7 +67,7 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
                 weights="imagenet", image_size: int | None = None, head: str | None = None,
                 lse_r: float | None = None, transition_depth: int | None = None, dropout: float = 0.0,
                 normalization: str | None = None, stored_size: int | None = None,
-                aspect: str = "pad", dataset: str | None = None) -> keras.Model:
+                aspect: str = "pad", dataset: str | None = None, multiclass=()) -> keras.Model:
     """Build a flat functional model (see the module doc); arguments left None come from the
     preset (``presets.toml``; default ``presets.DEFAULT``).
 
@@ -77,6 +78,9 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
     ``findings``: a list of names, the name of a list in the dataset card, or None for the preset's.
     ``normalization``: a ``presets.toml`` normalization (default: the backbone's).
     ``stored_size``/``aspect``: how the training images were made square (recorded in the model).
+    ``multiclass``: findings trained with U-MultiClass; with any, the head is three logits per
+    finding (``predictions_logits``, what :func:`training_model` trains) and ``predictions`` turns
+    them into one probability per finding, so the model's output is the same as any other's.
     """
     cfg = presets.preset(preset_name or presets.DEFAULT)
     backbone = backbone or cfg.get("backbone", "densenet121")
@@ -106,8 +110,48 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
         raise CxrConfigError(f"unknown head {head!r}", key="head", choices=presets.names("heads"))
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = FindingsDense(findings, name="predictions", dtype="float32")(x)
+    if multiclass:
+        unknown = sorted(set(multiclass) - set(findings))
+        if unknown:
+            raise CxrConfigError(f"multiclass findings {unknown} are not among the outputs", key="uncertain")
+        logits = FindingsLogits(findings, multiclass, name="predictions_logits", dtype="float32")(x)
+        outputs = MulticlassProbability(findings, multiclass, name="predictions", dtype="float32")(logits)
+    else:
+        outputs = FindingsDense(findings, name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"cxr_{backbone}_{head}")
+
+
+def training_model(model: keras.Model) -> keras.Model:
+    """What ``fit`` trains: the model itself, or, with U-MultiClass findings, the same layers up to
+    the three logits per finding (the loss needs them; the shared layers keep both in step)."""
+    names = {layer.name for layer in model.layers}
+    if "predictions_logits" not in names or model.output is model.get_layer("predictions_logits").output:
+        return model
+    return keras.Model(model.inputs, model.get_layer("predictions_logits").output, name=model.name)
+
+
+def contract_model(model: keras.Model) -> keras.Model:
+    """The one-probability-per-finding model (what ``model.keras`` holds) of a model or of its
+    :func:`training_model`, sharing its layers."""
+    try:
+        logits = model.get_layer("predictions_logits")
+    except ValueError:
+        return model
+    if model.output is not logits.output:
+        return model
+    probs = MulticlassProbability(logits.findings, logits.multiclass, name="predictions", dtype="float32")(model.output)
+    return keras.Model(model.inputs, probs, name=model.name)
+
+
+def load_checkpoint(path) -> keras.Model:
+    """A training checkpoint (``checkpoints/*.keras``: the training model, compiled, optimizer
+    state included); errors name the file."""
+    import cxr_tf.losses  # noqa: F401
+    import cxr_tf.optimizers  # noqa: F401
+    try:
+        return keras.models.load_model(os.fspath(path), compile=True)
+    except Exception as exc:
+        raise CxrDataError(path, f"cannot load checkpoint: {type(exc).__name__}: {str(exc)[:300]}") from None
 
 
 def _layer(model: keras.Model, name: str):
@@ -171,10 +215,17 @@ def cam_layer(model_or_backbone) -> str:
 
 
 def normalization_of(model_or_backbone) -> str:
-    """The input normalization of a model (applied inside it) or that a backbone's weights expect."""
+    """The input normalization of a model (applied inside it; an ensemble's members may each have
+    their own: ``"m0: imagenet, m1: caffe"``) or that a backbone's weights expect."""
     if isinstance(model_or_backbone, str):
         return presets.normalization_name(presets.backbone(model_or_backbone)["normalization"])
-    return _layer(model_or_backbone, "normalize").normalization
+    layers = [layer for layer in model_or_backbone.layers if isinstance(layer, Normalize)]
+    if not layers:
+        raise CxrError(f"{model_or_backbone.name}: not a cxr_tf model (no normalization layer)")
+    names = {layer.name.removesuffix("normalize").rstrip("_") or "": layer.normalization for layer in layers}
+    if len(set(names.values())) == 1:
+        return layers[0].normalization
+    return ", ".join(f"{k}: {v}" for k, v in names.items())
 
 
 def save_model(model: keras.Model, path) -> None:
@@ -196,6 +247,6 @@ def load_model(path, compile: bool = False) -> keras.Model:
         model = keras.models.load_model(path, compile=compile)
     except Exception as exc:
         raise CxrDataError(path, f"cannot load model: {type(exc).__name__}: {str(exc)[:300]}") from None
-    for name in (*INPUT_LAYERS, "predictions"):
+    for name in ("pixels", "predictions"):
         _layer(model, name)
     return model

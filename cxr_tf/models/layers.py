@@ -71,22 +71,88 @@ class Normalize(keras.layers.Layer):
                 "offset": self.offset}
 
 
-@keras.saving.register_keras_serializable(PACKAGE)
-class FindingsDense(keras.layers.Dense):
-    """The prediction layer: one sigmoid unit per finding, carrying the finding names and the
-    per-finding operating thresholds (None until evaluate chooses them), so both travel with the
-    saved model."""
+class _Findings:
+    """What a model's ``predictions`` layer carries: the finding names, in output order, and the
+    per-finding operating thresholds (None until evaluate chooses them)."""
 
-    def __init__(self, findings, activation="sigmoid", thresholds=None, thresholds_rule=None, **kwargs):
-        kwargs.pop("units", None)
-        super().__init__(units=len(findings), activation=activation, **kwargs)
+    def _set_findings(self, findings, thresholds, thresholds_rule):
         self.findings = [str(f) for f in findings]
         self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
         self.thresholds_rule = thresholds_rule
 
+    def _findings_config(self) -> dict:
+        return {"findings": self.findings, "thresholds": self.thresholds, "thresholds_rule": self.thresholds_rule}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class FindingsDense(_Findings, keras.layers.Dense):
+    """The prediction layer: one sigmoid unit per finding, carrying the finding names and the
+    thresholds, so both travel with the saved model."""
+
+    def __init__(self, findings, activation="sigmoid", thresholds=None, thresholds_rule=None, **kwargs):
+        kwargs.pop("units", None)
+        super().__init__(units=len(findings), activation=activation, **kwargs)
+        self._set_findings(findings, thresholds, thresholds_rule)
+
+    def cam_kernel(self, model):
+        """[C, K] weights from the features to each finding's logit (what CAM weights maps by)."""
+        return keras.ops.convert_to_numpy(self.kernel)
+
     def get_config(self):
-        return {**super().get_config(), "findings": self.findings, "thresholds": self.thresholds,
-                "thresholds_rule": self.thresholds_rule}
+        return {**super().get_config(), **self._findings_config()}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class FindingsLogits(keras.layers.Dense):
+    """Three logits per finding (negative, positive, uncertain), [B, K, 3]: the head of a model
+    with U-MultiClass findings. Training uses the logits (3-way softmax for the ``multiclass``
+    findings, a sigmoid of l1 - l0 for the others); :class:`MulticlassProbability` turns them
+    into the one-probability-per-finding output every cxr_tf model has."""
+
+    def __init__(self, findings, multiclass=(), **kwargs):
+        kwargs.pop("units", None)
+        kwargs.pop("activation", None)
+        super().__init__(units=3 * len(findings), **kwargs)
+        self.findings, self.multiclass = [str(f) for f in findings], [str(f) for f in multiclass]
+
+    def call(self, x):
+        return ops.reshape(super().call(x), (-1, len(self.findings), 3))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.findings), 3)
+
+    def get_config(self):
+        return {**super().get_config(), "findings": self.findings, "multiclass": self.multiclass}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class MulticlassProbability(_Findings, keras.layers.Layer):
+    """p1 / (p0 + p1) of a 3-way softmax, = sigmoid(l1 - l0): the probability of a finding whose
+    uncertain class was learned apart (U-MultiClass, Irvin et al. 2019), reported as CheXpert
+    does. ``activation`` is the sigmoid (tf-keras-vis' ReplaceToLinear swaps it for the logit)."""
+
+    def __init__(self, findings, multiclass=(), activation="sigmoid", thresholds=None, thresholds_rule=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._set_findings(findings, thresholds, thresholds_rule)
+        self.multiclass = [str(f) for f in multiclass]
+        self.activation = keras.activations.get(activation)
+
+    def call(self, logits):
+        return self.activation(logits[..., 1] - logits[..., 0])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:2]
+
+    def cam_kernel(self, model):
+        """[C, K] weights from the features to each finding's l1 - l0."""
+        kernel = keras.ops.convert_to_numpy(model.get_layer("predictions_logits").kernel)
+        k = kernel.reshape(kernel.shape[0], len(self.findings), 3)
+        return k[..., 1] - k[..., 0]
+
+    def get_config(self):
+        return {**super().get_config(), **self._findings_config(), "multiclass": self.multiclass,
+                "activation": keras.activations.serialize(self.activation)}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
