@@ -63,6 +63,27 @@ def records_dir(phantom_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def chexpert_dir(tmp_path_factory) -> Path:
+    """A small phantom CheXpert release in the real layout, with the labelled test set; returns
+    the folder holding train.csv and valid.csv."""
+    from cxr_tf.synth.chexpert import write_dataset
+
+    info = write_dataset(tmp_path_factory.mktemp("phantom_chexpert"), n_images=140, n_patients=36, size=64,
+                         seed=4, workers=1, test_set=True)
+    return Path(info["data_dir"])
+
+
+@pytest.fixture(scope="session")
+def chexpert_records(chexpert_dir, tmp_path_factory) -> Path:
+    """``chexpert_dir`` (frontal views) prepared into TFRecords at 48 px."""
+    from cxr_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp("chexpert_records")
+    prepare("chexpert", chexpert_dir, out, size=48, workers=1, images_per_shard=32)
+    return out
+
+
 def _tiny_config(records, out, **kw):
     """A TrainConfig for the tiny preset at 48 px, two epochs (a few seconds of training)."""
     from cxr_tf.train import TrainConfig
