@@ -26,7 +26,7 @@ STAGES = [
     ("models", ["cxr_tf.models", "cxr_tf.models.*", "cxr_tf.losses", "cxr_tf.optimizers"]),
     ("rundir", ["cxr_tf.rundir"]),
     ("train", ["cxr_tf.distribute", "cxr_tf.callbacks", "cxr_tf.train", "cxr_tf.selftrain"]),
-    ("evaluate", ["cxr_tf.evaluate", "cxr_tf.plots", "cxr_tf.predict"]),
+    ("evaluate", ["cxr_tf.evaluate", "cxr_tf.plots", "cxr_tf.predict", "cxr_tf.ensemble"]),
     ("explain", ["cxr_tf.explain", "cxr_tf.explain.*"]),
     ("localize", ["cxr_tf.localize"]),
     ("reproduce", ["cxr_tf.reproduce"]),

@@ -149,7 +149,28 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, s
     click.echo(f"mean AUROC {res['mean_auroc']:.4f} in {res['seconds'] / 60:.1f} min; report: {res['report']}")
 
 
+@click.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the ensemble.")
+@click.option("--top-k", default=None, type=int,
+              help="From each run directory, its K best checkpoints on disk [default: its model.keras].")
+@click.option("--by", default="val_auroc_mean", show_default=True, type=of("cxr_tf.ensemble", "BY"),
+              help="How checkpoints are ranked (val_auroc_tasks needs --tasks).")
+@click.option("--tasks", default=None, help="Comma-separated findings whose mean AUROC ranks checkpoints.")
+def ensemble(sources, out_dir, top_k, by, tasks):
+    """Average several runs (RUN_DIR or model.keras), or the top-k checkpoints of runs, into one
+    model.keras that evaluate, predict, explain and localize take like any other."""
+    from cxr_tf.ensemble import build_ensemble
+
+    task_list = [t.strip() for t in tasks.split(",")] if tasks else None
+    res = build_ensemble(sources, out_dir, top_k=top_k, by="val_auroc_tasks" if task_list and by ==
+                         "val_auroc_mean" else by, tasks=task_list)
+    for m in res["members"]:
+        click.echo(f"  {m['path']}" + (f"  epoch {m['epoch']} score {m['score']:.4f}" if m["epoch"] else ""))
+    click.echo(f"ensemble of {len(res['members'])} model(s): {res['model']}")
+
+
 def register(group: click.Group) -> None:
     """Add the model commands to the ``cxr-tf`` group."""
-    for cmd in (train, evaluate, predict, reproduce):
+    for cmd in (train, evaluate, predict, reproduce, ensemble):
         group.add_command(cmd)

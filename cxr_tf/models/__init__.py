@@ -13,4 +13,5 @@ from cxr_tf.models.build import (INPUT_LAYERS, WeightsUnavailable, backbone_of, 
                                  cam_layer, contract_model, findings_of, input_size_of, load_checkpoint,
                                  load_model, normalization_of, preprocessing_of, save_model, set_thresholds,
                                  thresholds_of, training_model)
+from cxr_tf.models.ensemble import EnsembleMean, ensemble  # noqa: F401
 from cxr_tf.models.inputs import collect_images, image_input, iter_batches, stack  # noqa: F401

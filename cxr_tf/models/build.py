@@ -208,6 +208,9 @@ def cam_layer(model_or_backbone) -> str:
     """The default CAM target layer: the last activation of the last conv block (or, with the
     ChestX-ray8 head, the transition layer's activation)."""
     if isinstance(model_or_backbone, keras.Model):
+        members = getattr(_layer(model_or_backbone, "predictions"), "cam_layers", None)
+        if members:   # an ensemble: its first member's
+            return members[0]
         if any(layer.name == "transition_relu" for layer in model_or_backbone.layers):
             return "transition_relu"
         model_or_backbone = backbone_of(model_or_backbone)
