@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from cxr_tf import atomic, cards
+from cxr_tf.reports import render_policy_report, render_report
 from cxr_tf.config import TrainConfig
 from cxr_tf.errors import CxrConfigError, CxrDataError
 
@@ -53,6 +54,7 @@ def _described(key: str, cfg: TrainConfig, split: str | None):
         "heatmap_thresholds": list(HEAT_THRESHOLDS),
         "localization_T": list(THRESHOLDS),
         "training": "cxr-tf train (Keras 3)",
+        "ensemble": f"top {cfg.keep_checkpoints} checkpoint(s) by {cfg.select_by}, one run per policy",
     }.get(key, "")
 
 
@@ -69,26 +71,29 @@ def dry_run_table(cfg: TrainConfig, paper: dict, split: str | None = None) -> st
 
 
 def _records(recipe: dict, dataset: str, data_dir, out: Path, split: str, size: int, allow_missing: bool):
-    """Prepare the records (or reuse ones prepared with the same split and size)."""
+    """Prepare the records with the recipe's source options (or reuse ones prepared alike)."""
     from cxr_tf.prepare import prepare
     from cxr_tf.recordsdir import load_summary
     records = out / "records"
+    options = dict(recipe.get("prepare", {}).get("options", {}))
     try:
-        summary = load_summary(records)
-        if summary["config"]["split"] == split and summary["config"]["size"] == size:
+        c = load_summary(records)["config"]
+        if (c["split"], c["size"], c.get("options", {})) == (split, size, options):
             log.info("reusing %s", records)
             return records
     except CxrDataError:
         pass
-    prepare(dataset, data_dir, records, split=split, size=size, allow_missing=allow_missing)
+    prepare(dataset, data_dir, records, split=split, size=size, allow_missing=allow_missing, options=options)
     return records
 
 
 def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: bool = False,
               dry_run: bool = False, allow_missing: bool = False, overrides: dict | None = None,
-              callbacks=None) -> dict:
+              callbacks=None, policy: str | None = None) -> dict:
     """Run the chain; returns paths and headline numbers (see the module doc). ``callbacks``:
-    a function of the resolved config and run directory returning extra training callbacks."""
+    a function of the resolved config and run directory returning extra training callbacks.
+    ``policy``: for a recipe with uncertainty policies, one of them, a set of them (``all``), or
+    ``paper`` (the default; ``--demo`` runs the recipe's demo policy)."""
     cfg, paper_recipe = resolve(paper, demo, overrides)
     recipe = cards.reproduction(paper)
     if dry_run:
@@ -104,7 +109,7 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
         phantom = out / "phantom"
         if not (phantom / ".complete").is_file():
             info = synth_writer(dataset)(phantom, n_images=d.get("images", 1500), n_patients=d.get("patients"),
-                                         size=d.get("synth_size", 128), seed=d.get("seed", 0))
+                                         size=d.get("synth_size", 128), seed=d.get("seed", 0), **d.get("synth", {}))
             atomic.write_text(phantom / ".complete", info.get("data_dir", str(phantom)) + "\n")
         marked = Path((phantom / ".complete").read_text().strip())
         data_dir = marked if marked.is_dir() else phantom
@@ -114,61 +119,89 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
         raise CxrConfigError("is required (or use --demo)", key="data_dir")
     records = _records(recipe, dataset, data_dir, out, split, size, allow_missing)
 
-    from cxr_tf.evaluate import evaluate
+    from cxr_tf.recordsdir import RecordsDir
+    rec = RecordsDir(records)
+    reported = "test" if "test" in rec.splits else "val"
+    n_boot = int(recipe.get("demo", {}).get("bootstrap", 1000)) if demo else 1000
+    names = policy_runs(recipe, policy, demo)
+    results = {}
+    for name in names:
+        chosen = {"uncertain": recipe["policies"][name]} if name else {}
+        run_cfg = resolve(paper, demo, {**(overrides or {}), **chosen})[0]
+        run = out / "run" if name is None else out / "runs" / name
+        results[name] = _train_and_evaluate(recipe, run_cfg, records, run, reported, n_boot, demo, callbacks)
+    elapsed = time.perf_counter() - t0
+    table = dry_run_table(resolve(paper, demo, overrides)[0], paper_recipe, split)
+    if names == [None]:
+        first = results[None]
+        report = render_report(recipe, first["metrics"], split, demo, table, elapsed, reported)
+        if len(rec.boxes("test")):
+            from cxr_tf.localize import localize_run
+            localize_run(first["model_dir"], method="cam")
+            section = ("## Weakly-supervised localization (CAM, test images with boxes)\n\n"
+                       + (Path(first["model_dir"]) / "localization.md").read_text().split("\n", 2)[2] + "\n")
+            report = report.replace("## Recipe", section + "## Recipe", 1)
+        headline = first["metrics"]["mean_auroc"]
+    else:
+        report = render_policy_report(recipe, results, split, reported, demo, table, elapsed)
+        headline = {n: r["mean"][0] for n, r in results.items()}
+    atomic.write_text(out / "report.md", report)
+    return {"report": str(out / "report.md"), "mean_auroc": headline, "seconds": elapsed,
+            "runs": {str(n): r["model_dir"] for n, r in results.items()}}
+
+
+def policy_runs(recipe: dict, policy: str | None, demo: bool) -> list:
+    """The policy names to run (``[None]``: a recipe without policies, one run)."""
+    if "policies" not in recipe:
+        if policy:
+            raise CxrConfigError(f"the {recipe['name']} recipe has no uncertainty policies", key="policy")
+        return [None]
+    policy = policy or (recipe.get("demo", {}).get("policy") if demo else None) or "paper"
+    sets = recipe.get("policy_sets", {})
+    if policy in sets:
+        return list(sets[policy])
+    if policy not in recipe["policies"]:
+        raise CxrConfigError(f"unknown policy {policy!r}", key="policy", choices=[*recipe["policies"], *sets])
+    return [policy]
+
+
+def _train_and_evaluate(recipe, cfg: TrainConfig, records, run: Path, reported: str, n_boot: int, demo: bool,
+                        callbacks) -> dict:
+    """One run: train (or resume), ensemble its top checkpoints when the recipe says so, evaluate
+    on the reported split; returns the numbers the report needs."""
+    import numpy as np
+    import pandas as pd
+
+    from cxr_tf.evaluate import bootstrap_auroc, evaluate
+    from cxr_tf.metrics import auroc_per_class
     from cxr_tf.train import planned_config, train
-    run = out / "run"
-    values = {**cfg.given_values(), "records": str(records), "out": str(run)}
+    tc = TrainConfig.from_mapping({**cfg.given_values(), "records": str(records), "out": str(run)})
     resume = (run / "state.json").is_file()
-    tc = TrainConfig.from_mapping(values)
     extra = callbacks(planned_config(tc, resume)[0], run) if callbacks else []
     train(tc, resume=resume, callbacks=extra)
-    metrics = evaluate(run, split="test", n_boot=int(recipe.get("demo", {}).get("bootstrap", 1000)) if demo else 1000)
-    localization = None
-    from cxr_tf.recordsdir import RecordsDir
-    if len(RecordsDir(records).boxes("test")):
-        from cxr_tf.localize import localize_run
-        localize_run(run, method="cam")
-        localization = (run / "localization.md").read_text()
-    elapsed = time.perf_counter() - t0
-    report = render_report(recipe, metrics, split, demo, dry_run_table(tc, paper_recipe, split), elapsed)
-    if localization:
-        section = ("## Weakly-supervised localization (CAM, test images with boxes)\n\n"
-                   + localization.split("\n", 2)[2] + "\n")
-        report = report.replace("## Recipe", section + "## Recipe", 1)
-    atomic.write_text(out / "report.md", report)
-    return {"report": str(out / "report.md"), "mean_auroc": metrics["mean_auroc"], "seconds": elapsed,
-            "run": str(run)}
+    model_dir, members = run, 1
+    ens = {**recipe.get("ensemble", {}), **(recipe.get("demo", {}).get("ensemble", {}) if demo else {})}
+    tasks = list(cards.dataset_card(recipe["dataset"])[recipe["tasks"]]) if "tasks" in recipe else None
+    if int(ens.get("top_k", 1)) > 1:
+        from cxr_tf.ensemble import build_ensemble
+        built = build_ensemble([run], run / "ensemble", top_k=int(ens["top_k"]), by=ens.get("by", "val_auroc_mean"),
+                               tasks=tasks)
+        model_dir, members = run / "ensemble", len(built["members"])
+    metrics = evaluate(model_dir, split=reported, n_boot=n_boot)
+    out = {"metrics": metrics, "model_dir": str(model_dir), "members": members,
+           "label": run.name if run.name != "run" else "ours"}
+    if tasks:
+        preds = pd.read_csv(Path(model_dir) / f"predictions_{reported}.csv")
+        y = preds[[f"label_{t}" for t in tasks]].to_numpy(np.float32)
+        p = preds[[f"prob_{t}" for t in tasks]].to_numpy(np.float32)
+        auc = auroc_per_class(y, p)
+        low, high, mean_ci = bootstrap_auroc(y, p, n_boot)
+        out["per_class"] = {t: (auc[i], low[i], high[i]) for i, t in enumerate(tasks)}
+        out["mean"] = (float(np.nanmean(auc)), *mean_ci)
+        policy = run.name
+        ref = recipe["reference"]
+        out["paper_column"] = ref["policies"].index(policy) if policy in ref.get("policies", []) else None
+        out["label"] = ref["columns"][out["paper_column"]] if out["paper_column"] is not None else policy
+    return out
 
 
-def render_report(recipe: dict, metrics: dict, split: str, demo: bool, recipe_table: str, elapsed: float) -> str:
-    """report.md: our per-class AUROC beside the paper's table, the split, and the recipe."""
-    ref = recipe["reference"]
-    cols = ref["columns"]
-    splits = cards.dataset_card(recipe["dataset"]).get("splits", {})
-    ours = {r["finding"]: r for r in metrics["per_class"]}
-    lines = [f"# Reproduction: {recipe['title']}", ""]
-    if demo:
-        lines += ["**Demo on synthetic phantoms.** These numbers check that the whole chain works; "
-                  "phantoms are not radiographs, so they are not comparable with the paper's.", ""]
-    lines += [f"- Split: **{split}** ({splits.get(f'{split}_description', split)}); "
-              f"the paper's: {recipe.get('paper', {}).get('split', 'not stated')}. {ref.get('note', '').strip()}",
-              f"- Test images: {metrics['images']}; AUROC 95% CIs from {metrics['bootstrap']['resamples']} "
-              "image-level bootstrap resamples.",
-              f"- Wall time (synthesis or prepare, train, evaluate, localize, report): {elapsed / 60:.1f} min.", "",
-              f"## AUROC beside {ref['source']}", "",
-              "| Pathology | ours (95% CI) | " + " | ".join(cols) + " |",
-              "|---|---|" + "---|" * len(cols)]
-    for f, vals in ref["auroc"].items():
-        r = ours.get(f)
-        mine = f"{r['auroc']:.4f} ({r['auroc_ci_low']:.3f}-{r['auroc_ci_high']:.3f})" if r else "n/a"
-        lines.append(f"| {f} | {mine} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
-    m = ours["mean"]
-    lines.append(f"| **mean** | **{m['auroc']:.4f}** ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) | "
-                 + " | ".join(f"{v:.4f}" for v in ref["mean"]) + " |")
-    lines += ["", "Paper means are computed from the columns (the paper prints none).",
-              "", "## Recipe", "", recipe_table, "",
-              "## Files", "", "- `run/model.keras` (stand-alone: takes raw grayscale pixels, carries findings, "
-              "normalization and thresholds), `run/logs/` (TensorBoard), `run/metrics.json`, "
-              "`run/metrics.csv`, `run/predictions_test.csv`, `run/roc_curves.png`, `run/pr_curves.png`, "
-              "`run/confusion_matrices.png`", ""]
-    return "\n".join(lines)

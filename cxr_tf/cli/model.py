@@ -134,7 +134,10 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 @click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig field.")
 @click.option("--allow-missing", is_flag=True, help="Prepare a partial download (missing images counted).")
-def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, sets, allow_missing):
+@click.option("--policy", default=None,
+              help="Recipes with uncertainty policies (chexpert): one policy, 'all' (the paper's five, compared on "
+                   "the same split) or 'paper' (its per-finding final choice) [default: paper; --demo: all].")
+def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, sets, allow_missing, policy):
     """prepare -> train -> evaluate with a paper's recipe, ending in OUT/report.md beside the
     paper's published table."""
     from cxr_tf.config import parse_set
@@ -142,11 +145,13 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, s
 
     overrides = {"weights": weights, "epochs": epochs, **parse_set(sets)}
     res = run(paper, out_dir, data_dir, split=split, demo=demo, dry_run=dry_run, allow_missing=allow_missing,
-              overrides=overrides, callbacks=None if dry_run else _cam_callbacks)
+              overrides=overrides, callbacks=None if dry_run else _cam_callbacks, policy=policy)
     if dry_run:
         click.echo(res["table"])
         return
-    click.echo(f"mean AUROC {res['mean_auroc']:.4f} in {res['seconds'] / 60:.1f} min; report: {res['report']}")
+    auroc = res["mean_auroc"]
+    text = f"{auroc:.4f}" if isinstance(auroc, float) else ", ".join(f"{k} {v:.4f}" for k, v in auroc.items())
+    click.echo(f"mean AUROC {text} in {res['seconds'] / 60:.1f} min; report: {res['report']}")
 
 
 @click.command()
