@@ -20,16 +20,15 @@ from cxr_tf.errors import CxrConfigError, CxrDataError, CxrError
 from cxr_tf.rundir import CONFIG, SPLIT_SUMMARY, RunDir
 
 log = logging.getLogger(__name__)
-BY = ("val_auroc_tasks", "val_auroc_mean", "val_loss")
+BY = ("mean_auroc", "val_loss")
 
 
-def score(row: dict, by: str, tasks=None) -> float:
-    """One history row's selection score (higher is better; val_loss counts negated)."""
+def score(row: dict, by: str = "mean_auroc", tasks=None) -> float:
+    """One history row's selection score, higher is better: the mean validation AUROC (over
+    ``tasks`` when given), or the validation loss negated."""
     if by == "val_loss":
         return -float(row.get("val_loss", math.inf))
-    if by == "val_auroc_tasks" or tasks:
-        if not tasks:
-            raise CxrConfigError("val_auroc_tasks needs the tasks", key="tasks")
+    if tasks:
         values = [row.get(f"val_auroc_{t}") for t in tasks]
         if any(v is None for v in values):
             raise CxrDataError(None, f"the run's history has no AUROC for some of {list(tasks)}")
@@ -38,7 +37,7 @@ def score(row: dict, by: str, tasks=None) -> float:
     return float(row.get("val_auroc_mean", -math.inf))
 
 
-def top_checkpoints(run: RunDir, k: int, by: str = "val_auroc_mean", tasks=None) -> list[dict]:
+def top_checkpoints(run: RunDir, k: int, by: str = "mean_auroc", tasks=None) -> list[dict]:
     """The ``k`` best checkpoints of a run that are still on disk, by ``by`` over its history."""
     state = run.state
     if state is None:
@@ -54,7 +53,7 @@ def top_checkpoints(run: RunDir, k: int, by: str = "val_auroc_mean", tasks=None)
              "path": str(on_disk[f"epoch-{int(r['epoch']):03d}.keras"])} for r in best]
 
 
-def build_ensemble(sources, out_dir, *, top_k: int | None = None, by: str = "val_auroc_mean", tasks=None) -> dict:
+def build_ensemble(sources, out_dir, *, top_k: int | None = None, by: str = "mean_auroc", tasks=None) -> dict:
     """Ensemble ``sources`` (run directories: their ``model.keras``, or with ``top_k`` their best
     checkpoints; or ``.keras`` files) into ``out_dir``; returns the members."""
     from cxr_tf.models import contract_model, ensemble, load_checkpoint, load_model, save_model

@@ -184,7 +184,7 @@ def _train_and_evaluate(recipe, cfg: TrainConfig, records, run: Path, reported: 
     tasks = list(cards.dataset_card(recipe["dataset"])[recipe["tasks"]]) if "tasks" in recipe else None
     if int(ens.get("top_k", 1)) > 1:
         from cxr_tf.ensemble import build_ensemble
-        built = build_ensemble([run], run / "ensemble", top_k=int(ens["top_k"]), by=ens.get("by", "val_auroc_mean"),
+        built = build_ensemble([run], run / "ensemble", top_k=int(ens["top_k"]), by=ens.get("by", "mean_auroc"),
                                tasks=tasks)
         model_dir, members = run / "ensemble", len(built["members"])
     metrics = evaluate(model_dir, split=reported, n_boot=n_boot)

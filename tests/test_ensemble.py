@@ -50,7 +50,7 @@ def test_top_k_checkpoints_of_a_run_and_evaluate(records_dir, tmp_path, tiny_con
     assert res.exit_code == 0, res.output
     members = json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]
     assert sorted(m["epoch"] for m in members) == sorted(t["epoch"] for t in top)
-    assert [m["score"] for m in members] == sorted((score(r, "val_auroc_mean") for r in top), reverse=True)
+    assert [m["score"] for m in members] == sorted((score(r, "mean_auroc") for r in top), reverse=True)
     res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "ens"), "--split", "test",
                                     "--bootstrap", "20"])
     assert res.exit_code == 0, res.output

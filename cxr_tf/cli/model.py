@@ -33,8 +33,9 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--weights", default=None,
               help="imagenet, a local no-top weights file, or none [default: the preset's, else imagenet].")
 @click.option("--loss", default=None, type=presets_of("losses"), help="Loss [default: bce].")
-@click.option("--uncertain", default=None, type=of("cxr_tf.findings", "UNCERTAIN_POLICIES"),
-              help="What uncertain (-1) labels become [default: ignore, which needs a masked loss].")
+@click.option("--uncertain", default=None, metavar="POLICY|FINDING=POLICY,...",
+              help="Uncertainty policy: ignore, zeros, ones, selftrained, multiclass, ones_lsr, zeros_lsr; or one "
+                   "per finding, e.g. 'Atelectasis=ones,Cardiomegaly=multiclass,default=ignore' [default: ignore].")
 @click.option("--blank", default=None, type=of("cxr_tf.findings", "BLANK_POLICIES"),
               help="What blank (unmentioned) labels become [default: zeros].")
 @click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
@@ -159,8 +160,8 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, s
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the ensemble.")
 @click.option("--top-k", default=None, type=int,
               help="From each run directory, its K best checkpoints on disk [default: its model.keras].")
-@click.option("--by", default="val_auroc_mean", show_default=True, type=of("cxr_tf.ensemble", "BY"),
-              help="How checkpoints are ranked (val_auroc_tasks needs --tasks).")
+@click.option("--by", default="mean_auroc", show_default=True, type=of("cxr_tf.ensemble", "BY"),
+              help="How checkpoints are ranked: mean validation AUROC (over --tasks when given), or val_loss.")
 @click.option("--tasks", default=None, help="Comma-separated findings whose mean AUROC ranks checkpoints.")
 def ensemble(sources, out_dir, top_k, by, tasks):
     """Average several runs (RUN_DIR or model.keras), or the top-k checkpoints of runs, into one
@@ -168,8 +169,7 @@ def ensemble(sources, out_dir, top_k, by, tasks):
     from cxr_tf.ensemble import build_ensemble
 
     task_list = [t.strip() for t in tasks.split(",")] if tasks else None
-    res = build_ensemble(sources, out_dir, top_k=top_k, by="val_auroc_tasks" if task_list and by ==
-                         "val_auroc_mean" else by, tasks=task_list)
+    res = build_ensemble(sources, out_dir, top_k=top_k, by=by, tasks=task_list)
     for m in res["members"]:
         click.echo(f"  {m['path']}" + (f"  epoch {m['epoch']} score {m['score']:.4f}" if m["epoch"] else ""))
     click.echo(f"ensemble of {len(res['members'])} model(s): {res['model']}")
