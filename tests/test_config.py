@@ -110,9 +110,14 @@ def test_cli_config_precedence(tmp_path, monkeypatch):
     (tmp_path / "c.toml").write_text("epochs = 3\nlr = 0.01\nbatch_size = 4\n")
     res = CliRunner().invoke(main, ["train", "--records", str(tmp_path), "--out", str(tmp_path / "run"),
                                     "--config", str(tmp_path / "c.toml"), "--lr", "0.02", "--preset", "tiny",
-                                    "--set", "batch_size=2"])
+                                    "--set", "batch_size=2", "--uncertain", "Atelectasis=ones,Edema=multiclass,"
+                                    "default=zeros"])
     assert res.exit_code == 0, res.output
     cfg = seen["cfg"]
     assert (cfg.epochs, cfg.lr, cfg.batch_size) == (3, 0.02, 2)
-    assert cfg.given == {"records", "out", "epochs", "lr", "batch_size", "preset", "verbose"}
-    assert cfg.resolved().weights == "none"
+    assert cfg.given == {"records", "out", "epochs", "lr", "batch_size", "preset", "verbose", "uncertain"}
+    resolved = cfg.resolved()
+    assert resolved.weights == "none"
+    assert resolved.uncertain == {"Atelectasis": "ones", "Edema": "multiclass", "default": "zeros"}
+    with pytest.raises(CxrConfigError, match="not among the findings"):
+        TrainConfig(preset="tiny", uncertain={"Nope": "ones"}).resolved()

@@ -141,6 +141,28 @@ def test_leakage_between_train_and_valid_is_refused(tmp_path):
         src.load(_tree(tmp_path / "CheXpert-v1.0-small", valid=leaky))
 
 
+def test_missing_and_corrupt_images_as_for_chestxray14(chexpert_dir, tmp_path):
+    """The same bad-image handling as every source: an error naming the file, or with
+    --allow-missing a counted skip listed in skipped.csv."""
+    from cxr_tf.errors import CxrImageError, MissingImagesError
+    from cxr_tf.prepare import prepare
+    root = tmp_path / "CheXpert-v1.0-small"
+    shutil.copytree(chexpert_dir, root)
+    frontal = sorted(root.glob("train/patient*/study*/view1_frontal.jpg"))
+    frontal[0].unlink()
+    frontal[1].write_bytes(frontal[1].read_bytes()[:300])          # truncated JPEG
+    with pytest.raises(MissingImagesError, match=frontal[0].relative_to(root).as_posix()):
+        prepare("chexpert", root, tmp_path / "rec", size=32, workers=1)
+    frontal[0].write_bytes(b"")
+    with pytest.raises(CxrImageError, match="view1_frontal.jpg"):
+        prepare("chexpert", root, tmp_path / "rec", size=32, workers=1)
+    frontal[0].unlink()
+    s = prepare("chexpert", root, tmp_path / "rec", size=32, workers=1, allow_missing=True)
+    assert s["counts"]["missing_images"] == 1 and s["counts"]["unreadable_images"] == 1
+    skipped = pd.read_csv(tmp_path / "rec" / "skipped.csv")
+    assert set(skipped["image_id"]) == {p.relative_to(root).as_posix() for p in frontal[:2]}
+
+
 def test_phantom_tree_prepares_with_exact_labels_and_views(chexpert_dir, chexpert_records):
     """The phantom release through prepare: train keeps 1/0/-1/blank, valid and test are 0/1."""
     from cxr_tf.recordsdir import RecordsDir

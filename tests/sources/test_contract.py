@@ -49,6 +49,17 @@ def test_manifest_validates_and_splits_are_patient_disjoint(tree, split):
     assert set(data.boxes["finding"]) <= set(data.findings)
 
 
+def test_the_tree_reads_the_same_wherever_it_sits(tree, tmp_path):
+    """Users move and rename dataset folders: a copy under another name gives the same manifest."""
+    import shutil
+    name, root = tree
+    moved = tmp_path / "renamed_by_the_user"
+    shutil.copytree(root, moved)
+    a, b = sources.get(name).load(root).manifest, sources.get(name).load(moved).manifest
+    pd.testing.assert_frame_equal(a, b)
+    assert all((moved / p).is_file() for p in b["path"])
+
+
 def test_prepare_round_trip(tree, tmp_path):
     import tensorflow as tf
 
