@@ -83,7 +83,8 @@ def build_ensemble(sources, out_dir, *, top_k: int | None = None, by: str = "mea
             models.append(contract_model(load_checkpoint(m["path"])))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_model(ensemble(models), out / "model.keras")
+    combined = ensemble(models)
+    save_model(combined, out / "model.keras")
     if first_run is not None:
         for name in (CONFIG, SPLIT_SUMMARY):
             with atomic.atomic_path(out / name) as tmp:
@@ -91,4 +92,4 @@ def build_ensemble(sources, out_dir, *, top_k: int | None = None, by: str = "mea
     atomic.write_json(out / "ensemble.json", {"members": members, "by": by, "tasks": list(tasks or []),
                                               "top_k": top_k})
     log.info("ensembled %d model(s) into %s", len(members), out / "model.keras")
-    return {"members": members, "model": str(out / "model.keras")}
+    return {"members": members, "model": str(out / "model.keras"), "keras_model": combined}

@@ -88,13 +88,14 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 
 
 def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
-             with_patient: bool = False, figures: bool = True) -> dict:
-    """Evaluate a run on a split; write the files listed in the module doc and return metrics."""
+             with_patient: bool = False, figures: bool = True, model=None) -> dict:
+    """Evaluate a run on a split; write the files listed in the module doc and return metrics.
+    ``model``: the run's model already in memory (default: load ``model.keras``)."""
     from cxr_tf.models import save_model, set_thresholds
 
     rd = RunDir(run_dir)
     run = rd.path
-    model = rd.load_model()
+    model = model or rd.load_model()
     frame, y, p, findings = predict_split(run, split, records, model)
     if split == "val":
         yv, pv = y, p

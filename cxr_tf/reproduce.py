@@ -179,15 +179,15 @@ def _train_and_evaluate(recipe, cfg: TrainConfig, records, run: Path, reported: 
     resume = (run / "state.json").is_file()
     extra = callbacks(planned_config(tc, resume)[0], run) if callbacks else []
     train(tc, resume=resume, callbacks=extra)
-    model_dir, members = run, 1
+    model_dir, members, model = run, 1, None
     ens = {**recipe.get("ensemble", {}), **(recipe.get("demo", {}).get("ensemble", {}) if demo else {})}
     tasks = list(cards.dataset_card(recipe["dataset"])[recipe["tasks"]]) if "tasks" in recipe else None
     if int(ens.get("top_k", 1)) > 1:
         from cxr_tf.ensemble import build_ensemble
         built = build_ensemble([run], run / "ensemble", top_k=int(ens["top_k"]), by=ens.get("by", "mean_auroc"),
                                tasks=tasks)
-        model_dir, members = run / "ensemble", len(built["members"])
-    metrics = evaluate(model_dir, split=reported, n_boot=n_boot)
+        model_dir, members, model = run / "ensemble", len(built["members"]), built["keras_model"]
+    metrics = evaluate(model_dir, split=reported, n_boot=n_boot, model=model)
     out = {"metrics": metrics, "model_dir": str(model_dir), "members": members,
            "label": run.name if run.name != "run" else "ours"}
     if tasks:

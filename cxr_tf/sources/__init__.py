@@ -102,6 +102,19 @@ def synth_writer(name: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+def begin(name: str, data_dir, seed: int | None):
+    """What every ``load`` starts with: the data directory (a clear error if it is not one), the
+    dataset card, its vocabulary and the split seed (the card's unless given)."""
+    from cxr_tf.errors import CxrDataError
+    from cxr_tf.findings import vocabulary
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise CxrDataError(data_dir, "data directory not found")
+    card = cards.dataset_card(name)
+    return data_dir, card, vocabulary(name), card["splits"]["seed"] if seed is None else seed
+
+
 def check_options(source: Source, options: Mapping) -> dict:
     """``options`` for ``source.load``, refusing the names it does not accept."""
     unknown = sorted(set(options) - set(source.OPTIONS))

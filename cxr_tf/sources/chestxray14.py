@@ -21,8 +21,8 @@ import pandas as pd
 
 from cxr_tf import cards, manifest, splits
 from cxr_tf.errors import CxrDataError
-from cxr_tf.findings import Vocabulary, vocabulary
-from cxr_tf.sources import BOX_COLUMNS, SourceData
+from cxr_tf.findings import Vocabulary
+from cxr_tf.sources import begin, BOX_COLUMNS, SourceData
 
 log = logging.getLogger(__name__)
 NAME = "chestxray14"
@@ -181,12 +181,8 @@ def index_images(data_dir: Path) -> dict[str, Path]:
 def load(data_dir, split: str = "official", seed: int | None = None,
          val_fraction: float | None = None, fractions=None) -> SourceData:
     """Read a ChestX-ray14 directory into a split manifest, boxes and the list of missing images."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise CxrDataError(data_dir, "data directory not found")
-    c, vocab = card(), vocabulary(NAME)
+    data_dir, c, vocab, seed = begin(NAME, data_dir, seed)
     layout, split_cfg = c["layout"], c["splits"]
-    seed = split_cfg["seed"] if seed is None else seed
     label_file = find_file(data_dir, layout["label_files"])
     if label_file is None:
         raise CxrDataError(data_dir, f"no label file; expected one of {layout['label_files']}")

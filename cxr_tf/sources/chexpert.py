@@ -23,8 +23,7 @@ import pandas as pd
 
 from cxr_tf import cards, manifest, splits
 from cxr_tf.errors import CxrConfigError, CxrDataError
-from cxr_tf.findings import vocabulary
-from cxr_tf.sources import SourceData
+from cxr_tf.sources import begin, SourceData
 
 log = logging.getLogger(__name__)
 NAME = "chexpert"
@@ -138,12 +137,8 @@ def _official(frame: pd.DataFrame, val_fraction: float, seed: int, where: str) -
 def load(data_dir, split: str = "official", seed: int | None = None, views: str = "frontal",
          projection: str = "all", val_fraction: float | None = None, fractions=None) -> SourceData:
     """Read a CheXpert folder into a split manifest (see the module doc)."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise CxrDataError(data_dir, "data directory not found")
-    c, vocab = card(), vocabulary(NAME)
+    data_dir, c, vocab, seed = begin(NAME, data_dir, seed)
     layout, split_cfg = c["layout"], c["splits"]
-    seed = split_cfg["seed"] if seed is None else seed
     files, parts, prefixes = {}, [], set()
     for key, part, required in (("train_csv", "train", True), ("valid_csv", "valid", True),
                                 ("test_csv", "test", False)):
