@@ -6,6 +6,12 @@ Writes into the run directory: ``predictions_<split>.csv``, ``metrics.json``, ``
 stores the thresholds inside ``model.keras`` (:func:`cxr_tf.models.thresholds_of`), so the model
 file carries its operating points wherever it goes. Predictions carry no patient identifiers
 unless asked (``with_patient``).
+
+On other records (``records=``), the same files go to ``RUN/evaluate_<records folder>/`` and the
+run's own results are left alone. When those records are another dataset's, the model is scored
+on the findings the vocabularies share (:mod:`cxr_tf.crosswalk`: Effusion answers Pleural
+Effusion, ...), at the thresholds the model carries; ``metrics.json`` lists what was mapped, how,
+and what was left out, and says which labels the split carries (NLP-mined or radiologist).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 
-from cxr_tf import atomic
+from cxr_tf import atomic, crosswalk
 from cxr_tf.findings import IGNORE, metric_targets
 from cxr_tf.metrics import auroc_per_class
 from cxr_tf.progress import progress
@@ -27,19 +33,24 @@ log = logging.getLogger(__name__)
 THRESHOLD_RULE = "max F1 per finding on the validation split"
 
 
-def predict_split(run_dir, split: str, records=None, model=None):
-    """(frame, targets, probabilities, findings) for one split of the run's records; targets are
-    the certain labels (uncertain entries left out, whatever the training policy)."""
+def predict_split(run_dir, split: str, records=None, model=None, pairs=None):
+    """(frame, targets, probabilities, findings) for one split of the run's records (or
+    ``records``); targets are the certain labels (uncertain entries left out, whatever the training
+    policy). With ``pairs`` (:func:`cxr_tf.crosswalk.pairs`), the records' findings they name,
+    each answered by its paired model output."""
     from cxr_tf.models import findings_of, input_size_of
     from cxr_tf.pipeline import make_dataset
 
     run = RunDir(run_dir)
     rec = run.records(records)
     model = model or run.load_model()
-    findings = findings_of(model)
+    outputs = findings_of(model)
+    findings = [q.finding for q in pairs] if pairs else outputs
     ds = make_dataset(rec.path, split, training=False, batch_size=run.config["batch_size"],
                       image_size=input_size_of(model), findings=findings).map(lambda x, y: x)
     probs = model.predict(ds, verbose=0)
+    if pairs:
+        probs = probs[:, [outputs.index(q.output) for q in pairs]]
     frame = rec.split_frame(split)
     targets = metric_targets(frame[findings].to_numpy(np.float32), run.config["blank"])
     return frame, targets, probs, findings
@@ -87,37 +98,67 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
             "recall": recall, "f1": f1, "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)}
 
 
-def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
-             with_patient: bool = False, figures: bool = True, model=None) -> dict:
-    """Evaluate a run on a split; write the files listed in the module doc and return metrics.
-    ``model``: the run's model already in memory (default: load ``model.keras``)."""
-    from cxr_tf.models import save_model, set_thresholds
+def _thresholds(rd, model, own: bool, split, y, p, records, pairs) -> tuple[np.ndarray, str]:
+    """Operating thresholds and how they were chosen: on the run's own records, max F1 on val (and
+    stored in the run and its model); on other records, the ones the model carries, else max F1 on
+    their val split."""
+    from cxr_tf.models import findings_of, save_model, set_thresholds, thresholds_of
 
-    rd = RunDir(run_dir)
-    run = rd.path
-    model = model or rd.load_model()
-    frame, y, p, findings = predict_split(run, split, records, model)
+    outputs = [q.output for q in pairs] if pairs else findings_of(model)
+    stored = thresholds_of(model)
+    if not own and stored:
+        return np.array([stored[o] for o in outputs]), "the model's own (chosen on its validation split)"
     if split == "val":
         yv, pv = y, p
+    elif "val" in rd.records(records).splits:
+        _, yv, pv, _ = predict_split(rd.path, "val", records, model, pairs)
     else:
-        _, yv, pv, _ = predict_split(run, "val", records, model)
+        return np.full(y.shape[1], 0.5), "0.5 (the model carries no thresholds and the records have no val split)"
     thresholds = max_f1_thresholds(yv, pv)
-    chosen = dict(zip(findings, thresholds.tolist()))
+    if not own:
+        return thresholds, f"{THRESHOLD_RULE} of the other records (the model carries none)"
+    chosen = dict(zip(outputs, thresholds.tolist()))   # the run's operating points: into the run and its model
+    atomic.write_json(rd.path / THRESHOLDS, {"chosen_on": "val", "rule": THRESHOLD_RULE, "thresholds": chosen})
+    set_thresholds(model, chosen, THRESHOLD_RULE)
+    save_model(model, rd.model_path)
+    return thresholds, THRESHOLD_RULE
+
+
+def _label_kinds(frame: pd.DataFrame) -> dict:
+    """Which labels a split carries (from the manifest's label_source / label_method, if any)."""
+    return {col: sorted(map(str, frame[col].dropna().unique())) for col in ("label_source", "label_method")
+            if col in frame}
+
+
+def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
+             with_patient: bool = False, figures: bool = True, model=None, approximate: bool = False) -> dict:
+    """Evaluate a run on a split; write the files listed in the module doc and return metrics.
+    ``model``: the run's model already in memory (default: load ``model.keras``). On another
+    dataset's ``records``, ``approximate`` also scores the crosswalk's approximate pairs."""
+    from cxr_tf.models import findings_of
+
+    rd = RunDir(run_dir)
+    model = model or rd.load_model()
     own = records is None or Path(records).resolve() == Path(rd.config["records"]).resolve()
-    if own:   # the run's operating points: into thresholds.json and the model file itself
-        atomic.write_json(run / THRESHOLDS, {"chosen_on": "val", "rule": THRESHOLD_RULE, "thresholds": chosen})
-        set_thresholds(model, chosen, THRESHOLD_RULE)
-        save_model(model, rd.model_path)
+    rec = rd.records(records)
+    outputs = findings_of(model)
+    pairs = None if list(rec.findings) == outputs else crosswalk.require(outputs, rec.findings, approximate)
+    run = rd.path if own else rd.path / f"evaluate_{rec.path.name}"
+    run.mkdir(parents=True, exist_ok=True)
+    frame, y, p, findings = predict_split(rd.path, split, records, model, pairs)
+    thresholds, rule = _thresholds(rd, model, own, split, y, p, records, pairs)
     auc = auroc_per_class(y, p)
     low, high, mean_ci = bootstrap_auroc(y, p, n_boot, seed)
-    train_prev = rd.train_prevalence(findings)
+    train_prev = rd.train_prevalence(outputs)
+    answer = {q.finding: q.output for q in pairs} if pairs else {f: f for f in findings}
     rows = []
     for j, f in enumerate(findings):
         m = threshold_metrics(y[:, j], p[:, j], thresholds[j])
-        majority = 1.0 if train_prev.get(f, 0.0) > 0.5 else 0.0
+        majority = 1.0 if train_prev.get(answer[f], 0.0) > 0.5 else 0.0
         base = threshold_metrics(y[:, j], np.full(len(y), majority), 0.5)
         labelled = y[:, j] != IGNORE
-        rows.append({"finding": f, "auroc": auc[j], "auroc_ci_low": low[j], "auroc_ci_high": high[j],
+        mapped = {"model_output": answer[f]} if pairs else {}
+        rows.append({"finding": f, **mapped, "auroc": auc[j], "auroc_ci_low": low[j], "auroc_ci_high": high[j],
                      "positives": int((y[labelled, j] == 1).sum()), "n": int(labelled.sum()),
                      **m, "baseline_auroc": 0.5, "baseline_accuracy": base["accuracy"],
                      "baseline_precision": base["precision"], "baseline_recall": base["recall"],
@@ -135,12 +176,20 @@ def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, see
         preds[f"label_{f}"], preds[f"prob_{f}"] = y[:, j], p[:, j]
         preds[f"pred_{f}"] = (p[:, j] >= thresholds[j]).astype(int)
     atomic.write_csv(run / f"predictions_{split}.csv", preds)
-    metrics = {"split": split, "images": len(y), "findings": findings,
+    metrics = {"split": split, "images": len(y), "findings": findings, "records": str(rec.path), "out_dir": str(run),
+               "records_dataset": rec.dataset, "labels": _label_kinds(frame), "threshold_rule": rule,
                "mean_auroc": mean_row["auroc"], "mean_auroc_ci95": list(mean_ci),
                "bootstrap": {"resamples": n_boot, "seed": seed, "method": "percentile, image-level"},
                "per_class": table.to_dict(orient="records"),
                "thresholds": dict(zip(findings, thresholds.tolist())),
                "baseline": "most frequent training class per finding (constant prediction)"}
+    if pairs:
+        metrics["crosswalk"] = {
+            "mapped": [{"finding": q.finding, "model_output": q.output, "match": q.match, "concept": q.concept,
+                        "note": q.note} for q in pairs],
+            "records_findings_not_scored": [f for f in rec.findings if f not in findings],
+            "model_outputs_not_used": [o for o in outputs if o not in answer.values()],
+            "approximate_included": approximate}
     atomic.write_json(run / "metrics.json", metrics)
     if figures:
         from cxr_tf import plots

@@ -52,7 +52,7 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
 
     frame = src.manifest
     present = frame[~frame["image_id"].isin(set(src.missing))]
-    jobs = _jobs(src, present, out, size=size, aspect=aspect, encoding=encoding,
+    jobs = _jobs(src, present, out, size=size, aspect=aspect, encoding=encoding, decode=dict(src.decode),
                  images_per_shard=images_per_shard, skip_bad=allow_missing,
                  seed=0 if seed is None else seed)
     results = write_shards(jobs, workers, desc=f"prepare {dataset}")
@@ -86,6 +86,10 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     mf.write(kept, out / MANIFEST)
     atomic.write_csv(out / SKIPPED, skipped[["image_id", "path", "split", "reason"]])
     atomic.write_csv(out / BOXES, boxes)
+    for name, table in src.tables.items():       # side tables (e.g. reports), for the kept studies only
+        if "study" in table:
+            table = table[table["study"].isin(set(kept["study"].astype(str)))]
+        atomic.write_csv(out / f"{name}.csv", table)
     summary = _summary(src, frame, kept, skipped, bad, boxes, jobs, out, dict(
         dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
         images_per_shard=images_per_shard, allow_missing=allow_missing, options=options))
@@ -136,6 +140,8 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
         "config": config,
         "data_dir": str(src.root),
         "files": src.files,
+        "decode": dict(src.decode),
+        "tables": {name: f"{name}.csv" for name in src.tables},
         "findings": list(src.findings),
         "bbox_frame": src.bbox_frame,
         "counts": {

@@ -68,6 +68,7 @@ class ShardJob:
     quality: int = 95
     bbox_frame: float | None = None
     skip_bad: bool = False
+    decode: dict = field(default_factory=dict)     # DICOM display options (e.g. recipe="mimic-jpg")
 
 
 @dataclass
@@ -97,7 +98,7 @@ def encode(pixels: np.ndarray, encoding: str = "png", quality: int = 95) -> byte
 
 def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
     """Decode, resize and serialize one image; raises CxrImageError for a bad file."""
-    pixels = decode_file(item.path)
+    pixels = decode_file(item.path, **job.decode)
     h, w = pixels.shape
     stored, aff = fit(pixels, job.size, job.aspect)
     boxes = np.zeros((0, 4), np.float32)

@@ -84,6 +84,29 @@ def chexpert_records(chexpert_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def mimic_dirs(tmp_path_factory) -> dict:
+    """The same phantom MIMIC release twice, from one plan: ``{"jpg": MIMIC-CXR-JPG 2.1.0 folder,
+    "dicom": MIMIC-CXR (DICOM) folder}``."""
+    from cxr_tf.synth.mimic import write_dataset
+
+    root = tmp_path_factory.mktemp("phantom_mimic")
+    kw = dict(n_images=90, n_patients=24, size=64, seed=6, workers=1)
+    write_dataset(root / "mimic-cxr-jpg", **kw)
+    write_dataset(root / "mimic-cxr", dicom=True, **kw)
+    return {"jpg": root / "mimic-cxr-jpg", "dicom": root / "mimic-cxr"}
+
+
+@pytest.fixture(scope="session")
+def mimic_records(mimic_dirs, tmp_path_factory) -> Path:
+    """The phantom MIMIC-CXR-JPG (frontal views, official split) prepared at 48 px."""
+    from cxr_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp("mimic_records")
+    prepare("mimic", mimic_dirs["jpg"], out, size=48, workers=1, images_per_shard=32)
+    return out
+
+
 def _tiny_config(records, out, **kw):
     """A TrainConfig for the tiny preset at 48 px, two epochs (a few seconds of training)."""
     from cxr_tf.train import TrainConfig

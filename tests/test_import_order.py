@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cxr_tf"
 STAGES = [
     ("base", ["cxr_tf", "cxr_tf.errors", "cxr_tf.atomic", "cxr_tf.progress", "cxr_tf.parallel",
               "cxr_tf.cards", "cxr_tf.tfrecord"]),
-    ("vocabulary", ["cxr_tf.findings", "cxr_tf.presets", "cxr_tf.metrics"]),
+    ("vocabulary", ["cxr_tf.findings", "cxr_tf.presets", "cxr_tf.metrics", "cxr_tf.crosswalk"]),
     ("config", ["cxr_tf.config"]),
     ("manifest", ["cxr_tf.manifest", "cxr_tf.splits"]),
     ("imaging", ["cxr_tf.imaging", "cxr_tf.imaging.*"]),

@@ -21,18 +21,29 @@ def _synth_names():
 @click.option("--patients", default=None, type=int, help="Number of patients [default: n/3].")
 @click.option("--size", default=256, show_default=True, help="Image side in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (output is deterministic).")
-def synth(dataset, out_dir, n_images, patients, size, seed):
+@click.option("--dicom", is_flag=True, help="Write the dataset's DICOM release (mimic: MIMIC-CXR) instead.")
+def synth(dataset, out_dir, n_images, patients, size, seed, dicom):
     """Write a phantom DATASET in its real on-disk layout into OUT_DIR (e.g. chestxray14: Data_Entry,
-    BBox list, official lists, images_0NN/images/)."""
+    BBox list, official lists, images_0NN/images/; mimic: MIMIC-CXR-JPG, or MIMIC-CXR with --dicom)."""
+    import inspect
+
+    from cxr_tf.errors import CxrConfigError
     from cxr_tf.sources import synth_writer
 
-    info = synth_writer(dataset)(out_dir, n_images=n_images, n_patients=patients, size=size, seed=seed)
+    writer = synth_writer(dataset)
+    extra = {}
+    if dicom:
+        if "dicom" not in inspect.signature(writer).parameters:
+            raise CxrConfigError(f"{dataset} has no DICOM release to synthesize", key="dicom")
+        extra["dicom"] = True
+    info = writer(out_dir, n_images=n_images, n_patients=patients, size=size, seed=seed, **extra)
     click.echo(f"wrote {info['images']} images of {info['patients']} patients "
                f"({info.get('boxes', 0)} boxes) to {out_dir}; prepare with --data-dir {info.get('data_dir', out_dir)}")
 
 
-def _options(pairs) -> dict:
-    """``--option KEY=VALUE`` pairs -> a dict, values read as TOML (numbers, lists, strings)."""
+def _options(pairs, extra=()) -> dict:
+    """``--option KEY=VALUE`` pairs, and source options written as flags (``--labels negbio``,
+    ``--limit-studies=100``), -> a dict; values read as TOML (numbers, lists, strings)."""
     from cxr_tf.config import parse_value
     out = {}
     for pair in pairs:
@@ -40,10 +51,21 @@ def _options(pairs) -> dict:
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
         out[key.strip()] = parse_value(raw)
+    args = list(extra)
+    while args:
+        flag = args.pop(0)
+        if not flag.startswith("--") or len(flag) < 3:
+            raise click.UsageError(f"unexpected argument {flag!r}")
+        name, sep, raw = flag[2:].partition("=")
+        if not sep:
+            if not args or args[0].startswith("--"):
+                raise click.BadParameter(f"{flag} needs a value", param_hint=flag)
+            raw = args.pop(0)
+        out[name.replace("-", "_")] = parse_value(raw)
     return out
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("dataset", type=datasets())
 @click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="The dataset in its real on-disk layout.")
@@ -63,19 +85,27 @@ def _options(pairs) -> dict:
 @click.option("--allow-missing", is_flag=True,
               help="Skip images that are absent or unreadable; they are counted and reported.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="A source option (see `cxr-tf datasets`), e.g. val_fraction=0.2.")
-def prepare(dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
+              help="A source option (see `cxr-tf datasets`), e.g. val_fraction=0.2; also written as a flag: "
+                   "--val-fraction 0.2, --labels negbio, --recipe mimic-jpg.")
+@click.pass_context
+def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
             seed, allow_missing, options):
-    """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT."""
+    """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT.
+    Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value."""
     from cxr_tf.prepare import prepare as run
 
     s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
             allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
-            seed=seed, options=_options(options))
+            seed=seed, options=_options(options, ctx.args))
     c = s["counts"]
     click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
     for split_name, part in s["splits"].items():
         click.echo(f"  {split_name:5s} {part['images']:7d} images  {part['patients']:6d} patients")
+    files = s.get("files", {})
+    if "test_split_labels" in files:
+        click.echo(f"labels: {files.get('labels')}; the test split carries {files['test_split_labels']} labels")
+    for name, file in s.get("tables", {}).items():
+        click.echo(f"side table {name}: {out_dir}/{file}")
     for rule, n in c.get("excluded_by_filter", {}).items():
         click.echo(f"excluded by {rule}: {n} listed image(s) (see summary.json)")
     if c["missing_images"] or c["unreadable_images"]:
@@ -106,7 +136,7 @@ def list_datasets():
         click.echo(f"{name}: {card.get('title', '')}")
         click.echo(f"  source {card['source']}; synth: {'yes' if name in sources.synth_names() else 'no'}")
         for key, text in sources.get(name).OPTIONS.items():
-            click.echo(f"  --option {key}=...  {text}")
+            click.echo(f"  --{key.replace('_', '-')} ...  {text}")
 
 
 def register(group: click.Group) -> None:

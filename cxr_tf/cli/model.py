@@ -87,17 +87,29 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
               help="Evaluate on other records [default: the run's].")
 @click.option("--bootstrap", default=1000, show_default=True, help="Resamples for the 95% CIs.")
 @click.option("--with-patient", is_flag=True, help="Include patient ids in the predictions CSV.")
-def evaluate(run_dir, split, records, bootstrap, with_patient):
+@click.option("--approximate", is_flag=True,
+              help="On another dataset's records, also score the crosswalk's approximate pairs "
+                   "(e.g. Infiltration for Lung Opacity).")
+def evaluate(run_dir, split, records, bootstrap, with_patient, approximate):
     """Metrics (AUROC with bootstrap CIs, thresholded metrics, baseline), figures and per-image
-    predictions for a trained run; the chosen thresholds are stored in its model.keras."""
+    predictions for a trained run; the chosen thresholds are stored in its model.keras. With
+    --records of another dataset, the findings the vocabularies share are scored (the crosswalk),
+    into RUN/evaluate_<records>/."""
     from cxr_tf.evaluate import evaluate as run
 
-    m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient)
+    m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient,
+            approximate=approximate)
+    for pair in m.get("crosswalk", {}).get("mapped", []):
+        click.echo(f"  {pair['finding']} <- model output {pair['model_output']} ({pair['match']})")
+    if "crosswalk" in m:
+        click.echo(f"  not scored: {', '.join(m['crosswalk']['records_findings_not_scored']) or 'none'}")
+    if m.get("labels"):
+        click.echo(f"  {split} labels: {m['labels']}")
     click.echo(f"{'finding':26s} {'AUROC':>7s} {'95% CI':>15s} {'F1':>6s}")
     for r in m["per_class"]:
         click.echo(f"{r['finding']:26s} {r['auroc']:7.4f} {r['auroc_ci_low']:7.4f}-{r['auroc_ci_high']:6.4f} "
                    f"{r['f1']:6.3f}")
-    click.echo(f"wrote metrics.json, metrics.csv, predictions_{split}.csv and figures to {run_dir}")
+    click.echo(f"wrote metrics.json, metrics.csv, predictions_{split}.csv and figures to {m['out_dir']}")
 
 
 @click.command()

@@ -79,9 +79,10 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise CxrImageError(name, f"corrupt or truncated image: {exc}") from None
 
 
-def decode_file(path: str | os.PathLike) -> np.ndarray:
+def decode_file(path: str | os.PathLike, **dicom_options) -> np.ndarray:
     """Read and decode an image file (PNG, JPEG, ... or DICOM) to an 8-bit grayscale array;
-    errors name the file."""
+    errors name the file. ``dicom_options`` (e.g. ``recipe="mimic-jpg"``) go to
+    :func:`cxr_tf.imaging.dicom.read_dicom` for a DICOM file and are refused for any other."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -92,5 +93,7 @@ def decode_file(path: str | os.PathLike) -> np.ndarray:
     from cxr_tf.imaging.dicom import is_dicom
     if data and is_dicom(data, os.fspath(path)):
         from cxr_tf.imaging.dicom import read_dicom
-        return read_dicom(path, data)[0]
+        return read_dicom(path, data, **dicom_options)[0]
+    if dicom_options:
+        raise CxrImageError(path, f"DICOM display options {sorted(dicom_options)} given for a file that is not DICOM")
     return decode_bytes(data, os.fspath(path))

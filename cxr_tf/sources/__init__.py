@@ -35,7 +35,9 @@ class SourceData:
     :data:`BOX_COLUMNS`, coordinates in a ``bbox_frame``-pixel square frame (or in each file's own
     pixels when ``bbox_frame`` is None). ``files`` names the files read; ``release_counts`` holds
     counts of the source files that the card's ``[expected]`` table can be checked against;
-    ``excluded`` counts the listed images a filter the user chose left out (never a silent drop).
+    ``excluded`` counts the listed images a filter the user chose left out (never a silent drop);
+    ``decode`` holds options for decoding the files (e.g. a DICOM ``recipe``), and ``tables`` side
+    tables that prepare writes beside the manifest as ``<name>.csv`` (e.g. MIMIC's ``reports``).
     """
 
     name: str
@@ -48,6 +50,8 @@ class SourceData:
     files: dict[str, str] = field(default_factory=dict)
     release_counts: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    decode: dict = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -99,10 +99,11 @@ def plan(n_images: int, n_patients: int, seed: int, test_set: bool = False, late
     return out
 
 
-def _labels(st: Study, observations) -> list[str]:
-    """The CSV cells of one study, in the header's order (No Finding first)."""
+def label_cells(st: Study, observations, radiologist: bool | None = None) -> list[str]:
+    """The CSV cells of one study, in ``observations`` order: the labeler's four states (train) or
+    a radiologist's 0/1 (valid, test; or as ``radiologist`` says)."""
     cells = []
-    radiologist = st.part != "train"
+    radiologist = st.part != "train" if radiologist is None else radiologist
     present = set(st.plain) | set(st.faint)
     for obs in observations:
         if obs == "No Finding":
@@ -120,27 +121,37 @@ def _labels(st: Study, observations) -> list[str]:
     return cells
 
 
-def _render(args) -> list[tuple[str, int, int]]:
-    """Render one patient's studies; returns (relative path, width, height) of each image."""
-    studies, size, seed, root = args
-    rng = np.random.default_rng([seed, 12, studies[0].patient])
-    anatomy = sample_anatomy(rng)
-    written = []
+def render_study(st: Study, size: int, r: np.random.Generator, anatomy) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (frontal, lateral or None) uint8 images of one study: plain findings drawn fully, faint
+    ones blended in at 30-60 % strength, ambiguous ones not drawn."""
+    plain = [PATTERNS[o] for o in st.plain]
+    state = r.bit_generator.state
+    image = render_phantom(plain, size, r, anatomy).image.astype(np.float32)
+    if st.faint:   # same generator state: the two renders differ only where the faint findings are
+        r.bit_generator.state = state
+        full = render_phantom(plain + [PATTERNS[o] for o in st.faint], size, r, anatomy).image
+        alpha = np.float32(r.uniform(0.3, 0.6))
+        image += alpha * (full.astype(np.float32) - image)
+    lateral = render_lateral([PATTERNS[o] for o in st.plain + st.faint], size, r, anatomy) if st.lateral else None
+    return np.round(image).astype(np.uint8), lateral
+
+
+def patient_studies(studies, size: int, seed: int):
+    """Yield (study, frontal, lateral or None) for one patient's studies, the anatomy shared and
+    jittered between studies (deterministic for the seed)."""
+    anatomy = sample_anatomy(np.random.default_rng([seed, 12, studies[0].patient]))
     for st in studies:
         r = np.random.default_rng([seed, 13, st.patient, st.study])
         an = anatomy if st.study == 1 else jitter_anatomy(anatomy, r)
-        plain = [PATTERNS[o] for o in st.plain]
-        state = r.bit_generator.state
-        image = render_phantom(plain, size, r, an).image.astype(np.float32)
-        if st.faint:   # same generator state: the two renders differ only where the faint findings are
-            r.bit_generator.state = state
-            full = render_phantom(plain + [PATTERNS[o] for o in st.faint], size, r, an).image
-            alpha = np.float32(r.uniform(0.3, 0.6))
-            image += alpha * (full.astype(np.float32) - image)
-        views = [("view1_frontal.jpg", np.round(image).astype(np.uint8))]
-        if st.lateral:
-            drawn = [PATTERNS[o] for o in st.plain + st.faint]
-            views.append(("view2_lateral.jpg", render_lateral(drawn, size, r, an)))
+        yield (st, *render_study(st, size, r, an))
+
+
+def _render(args) -> list[tuple[str, int, int]]:
+    """Render one patient's studies; returns (relative path, width, height) of each image."""
+    studies, size, seed, root = args
+    written = []
+    for st, frontal, lateral in patient_studies(studies, size, seed):
+        views = [("view1_frontal.jpg", frontal)] + ([("view2_lateral.jpg", lateral)] if st.lateral else [])
         for name, pixels in views:
             rel = f"{st.part}/patient{st.patient:05d}/study{st.study}/{name}"
             height = round(size * 1.2)      # CheXpert-small images are portrait, e.g. 320 x 390
@@ -175,7 +186,7 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
                     bar.update(1)
     rows = {"train": [], "valid": [], "test": []}
     for st in studies:
-        cells = _labels(st, observations)
+        cells = label_cells(st, observations)
         views = [("view1_frontal.jpg", "Frontal", st.projection)] + \
             ([("view2_lateral.jpg", "Lateral", "")] if st.lateral else [])
         for name, orientation, ap_pa in views:

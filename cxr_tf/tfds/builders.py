@@ -46,6 +46,10 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _card(self) -> dict:
         return cards.dataset_card(self.DATASET)
 
+    def _load_options(self) -> dict:
+        """Options for the source's ``load`` (a builder config may choose them)."""
+        return {}
+
     def _info(self) -> tfds.core.DatasetInfo:
         card = self._card()
         findings = list(card["findings"])
@@ -65,7 +69,7 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             metadata=tfds.core.MetadataDict(findings=findings, label_encoding=LABEL_ENCODING))
 
     def _split_generators(self, dl_manager):
-        data = sources.get(self.DATASET).load(Path(dl_manager.manual_dir))
+        data = sources.get(self.DATASET).load(Path(dl_manager.manual_dir), **self._load_options())
         if data.missing:
             raise MissingImagesError(data.root, data.missing)
         present = [s for s in _SPLITS if (data.manifest["split"] == s).any()]
@@ -79,7 +83,7 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         columns = ("path", "image_id", "patient", "study", "view", "age", "sex")
         for (path, image_id, patient, study, view, age, sex), y in zip(frame[list(columns)].itertuples(
                 index=False, name=None), labels):
-            pixels = decode_file(data.root / path)
+            pixels = decode_file(data.root / path, **data.decode)
             example = {"image": pixels[..., None], "image_id": image_id, "patient": str(patient),
                        "study": str(study), "view": "" if view != view else str(view),
                        "age": np.float32(age), "sex": "" if sex != sex else str(sex), "labels": y}
@@ -114,3 +118,18 @@ class CxrChexpert(_CxrBuilder):
 
     DATASET = "chexpert"
     MANUAL_DOWNLOAD_INSTRUCTIONS = cards.dataset_card("chexpert")["how_to_obtain"]
+
+
+class MimicCxr(_CxrBuilder):
+    """MIMIC-CXR-JPG (2.0.0 / 2.1.0) with the NLP labels of the config's labeler, frontal views,
+    the official split; ``manual_dir`` is the release folder (``physionet.org/files/mimic-cxr-jpg/2.1.0``)."""
+
+    DATASET = "mimic"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = cards.dataset_card("mimic")["how_to_obtain"]
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="chexpert", description="labels: mimic-cxr-2.0.0-chexpert.csv (CheXpert labeler)"),
+        tfds.core.BuilderConfig(name="negbio", description="labels: mimic-cxr-2.0.0-negbio.csv (NegBio)"),
+    ]
+
+    def _load_options(self) -> dict:
+        return {"labels": self.builder_config.name}

@@ -96,3 +96,31 @@ def test_a_library_bug_is_not_dressed_as_a_user_error(monkeypatch, tmp_path, mak
     res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(make_layout(tmp_path / "nih")),
                                     "--out", str(tmp_path / "rec")])
     assert res.exit_code == 1 and isinstance(res.exception, ValueError) and "error:" not in res.output
+
+
+def test_source_options_as_flags(tmp_path, mimic_dirs):
+    """``prepare mimic --labels negbio --limit-studies 6`` is ``-o labels=negbio -o limit_studies=6``."""
+    import json
+    out = tmp_path / "rec"
+    res = CliRunner().invoke(main, ["prepare", "mimic", "--data-dir", str(mimic_dirs["jpg"]), "--out", str(out),
+                                    "--size", "32", "--workers", "1", "--split", "random", "--labels", "negbio",
+                                    "--limit-studies=6", "--views", "all"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["options"] == {"labels": "negbio", "limit_studies": 6, "views": "all"}
+    assert "negbio (NLP) labels" in res.output and "excluded by limit_studies=6" in res.output
+    res = CliRunner().invoke(main, ["prepare", "mimic", "--data-dir", str(mimic_dirs["jpg"]), "--out", str(out),
+                                    "--labelz", "negbio"])
+    assert res.exit_code == 2 and "mimic has no option(s) ['labelz']" in res.output and "labels" in res.output
+    res = CliRunner().invoke(main, ["prepare", "mimic", "--data-dir", str(mimic_dirs["jpg"]), "--out", str(out),
+                                    "--labels"])
+    assert res.exit_code == 2 and "--labels needs a value" in res.output
+
+
+def test_synth_dicom_only_where_there_is_a_dicom_release(tmp_path):
+    res = CliRunner().invoke(main, ["synth", "chestxray14", str(tmp_path / "x"), "--n", "4", "--dicom"])
+    assert res.exit_code == 2 and "no DICOM release" in res.output
+    res = CliRunner().invoke(main, ["synth", "mimic", str(tmp_path / "m"), "--n", "6", "--patients", "3",
+                                    "--size", "32", "--dicom"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m" / "cxr-record-list.csv.gz").is_file() and list((tmp_path / "m").rglob("*.dcm"))

@@ -26,11 +26,22 @@ def test_the_registry_reads_the_cards():
         sources.get("nonesuch")
 
 
-@pytest.fixture(scope="module", params=REGISTERED)
+def _variants():
+    """(dataset, writer options) for every layout a source reads: a card's ``contract_variants``
+    (e.g. MIMIC's JPG and DICOM releases), else its one layout."""
+    out = []
+    for name in REGISTERED:
+        synth = cards.dataset_card(name)["synth"]
+        for variant in synth.get("contract_variants", [{}]):
+            out.append(pytest.param((name, variant), id="-".join([name, *map(str, variant)])))
+    return out
+
+
+@pytest.fixture(scope="module", params=_variants())
 def tree(request, tmp_path_factory):
-    name = request.param
+    name, variant = request.param
     out = tmp_path_factory.mktemp(f"contract_{name}")
-    info = sources.synth_writer(name)(out, **cards.dataset_card(name)["synth"]["contract"])
+    info = sources.synth_writer(name)(out, **{**cards.dataset_card(name)["synth"]["contract"], **variant})
     return name, Path(info.get("data_dir", out))
 
 

@@ -54,3 +54,20 @@ def test_cxr_chexpert_builder_keeps_four_states(chexpert_dir, tmp_path):
     y = np.stack(labels)
     assert {1.0, 0.0, -1.0} <= set(np.unique(y[np.isfinite(y)])) and np.isnan(y).any()
     assert len(y) == (man["split"] == "train").sum()
+
+
+def test_mimic_cxr_builder(mimic_dirs, tmp_path):
+    from cxr_tf.sources import mimic
+    src = mimic.load(mimic_dirs["jpg"], labels="negbio")
+    ds, info = _load("mimic_cxr/negbio", mimic_dirs["jpg"], tmp_path, "test")
+    assert set(info.splits) == {"train", "validation", "test"}
+    assert info.metadata["findings"] == list(src.findings)
+    man = src.manifest.set_index("image_id")
+    n = 0
+    for ex in tfds.as_numpy(ds):
+        row = man.loc[ex["image_id"].decode()]
+        assert row["split"] == "test" and ex["study"].decode() == row["study"]
+        np.testing.assert_array_equal(ex["labels"], row[list(src.findings)].to_numpy(np.float32))
+        assert ex["view"].decode() in ("AP", "PA") and ex["image"].shape == (77, 64, 1)
+        n += 1
+    assert n == (man["split"] == "test").sum() > 0
