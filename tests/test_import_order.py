@@ -19,6 +19,7 @@ STAGES = [
     ("config", ["cxr_tf.config"]),
     ("manifest", ["cxr_tf.manifest", "cxr_tf.splits"]),
     ("imaging", ["cxr_tf.imaging", "cxr_tf.imaging.*"]),
+    ("dicom", ["cxr_tf.deid", "cxr_tf.dicomtool"]),
     ("sources", ["cxr_tf.sources", "cxr_tf.sources.*", "cxr_tf.synth", "cxr_tf.synth.*"]),
     ("records", ["cxr_tf.records", "cxr_tf.recordsdir"]),
     ("prepare", ["cxr_tf.prepare"]),

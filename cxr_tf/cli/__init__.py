@@ -15,7 +15,7 @@ import click
 
 from cxr_tf.errors import CxrConfigError, CxrError
 
-AREAS = ("data", "model", "heatmaps")
+AREAS = ("data", "model", "heatmaps", "dicom")
 
 
 def _setup_logging(verbose: int) -> None:
