@@ -86,9 +86,14 @@ def _convert(job: Job) -> dict:
         pixels, info = read_dicom(job.path, data)
     except CxrImageError as exc:
         return {"error": exc.problem}
+    except Exception as exc:        # a decoder or pydicom failure on bad bytes: listed, never a traceback
+        return {"error": f"cannot read or decode ({type(exc).__name__}: {exc})"}
     identified = {col: str(ds.get(kw, "") or "") for col, kw in PHI_COLUMNS.items() if kw} if job.keep_phi else {}
     if not job.keep_phi:
-        deidentify(ds, pseudonyms)
+        try:
+            deidentify(ds, pseudonyms)
+        except Exception as exc:    # never write what could not be de-identified
+            return {"error": f"de-identification failed ({type(exc).__name__})"}
     header = header_info(ds)
     file_id = pseudonyms.token(job.rel)
     row = {"file_id": file_id, "patient": str(ds.get("PatientID", "") or ""),
@@ -144,12 +149,13 @@ def convert(paths, out_dir, *, image_format: str | None = None, keep_phi: bool =
                     rows.append(r)
                     bar.update(1)
     good = [r for r in rows if "error" not in r]
-    bad = [{"file": job.path, "reason": r["error"]} for job, r in zip(jobs, rows) if "error" in r]
+    failures = [(job, r["error"]) for job, r in zip(jobs, rows) if "error" in r]
+    bad = [{"file": job.path, "reason": why} for job, why in failures]
     columns = COLUMNS + (list(PHI_COLUMNS) if keep_phi else [])
     atomic.write_csv(out / "metadata.csv", pd.DataFrame(good, columns=columns))
     atomic.write_csv(out / "errors.csv", pd.DataFrame(bad, columns=["file", "reason"]))
     summary = {"files": len(jobs), "converted": len(good), "failed": len(bad), "out_dir": str(out),
                "deidentified": not keep_phi, "random_salt": pseudonyms.random_salt and not keep_phi,
-               "images": image_format}
+               "images": image_format, "failures": [(job.path, why) for job, why in failures]}
     log.info("cxr-tf dicom: %s", summary)
     return summary

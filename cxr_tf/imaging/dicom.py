@@ -299,16 +299,28 @@ def read_dicom(path, data: bytes | None = None, *, voi: str = "auto", percentile
     ``transfer_syntax``, ``view``, ``rows``, ``columns``, ``bits_stored`` as int, ...) plus
     ``windowed``, ``voi`` (``sequence``, ``header``, ``full``, ``percentile`` or ``recipe``),
     ``inverted`` and ``recipe``."""
-    from pydicom.pixels import apply_modality_lut
-
+    _check_options(voi, recipe, bits)
     name = os.fspath(path)
+    return display(open_dataset(name, data), name, voi=voi, percentiles=percentiles, bits=bits,
+                   equalize=equalize, recipe=recipe)
+
+
+def _check_options(voi, recipe, bits) -> None:
     if voi not in VOI_MODES:
         raise ValueError(f"voi must be one of {VOI_MODES}, got {voi!r}")
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES[1:]}, got {recipe!r}")
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    ds = open_dataset(name, data)
+
+
+def display(ds, name: str, *, voi: str = "auto", percentiles=(0.5, 99.5), bits: int = 8, equalize: bool = False,
+            recipe: str | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`read_dicom` on a dataset already read with :func:`open_dataset` (``name`` is the
+    file, for error messages)."""
+    from pydicom.pixels import apply_modality_lut
+
+    _check_options(voi, recipe, bits)
     check_image(ds, name)
     info = header_info(ds)
     stored = stored_values(ds, name)
