@@ -23,8 +23,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/cross_bench")
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--n", type=int, default=1500, help="NIH phantom images")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--n", type=int, default=3000, help="NIH phantom images (the others get half as many)")
+    ap.add_argument("--epochs", type=int, default=15)
     args = ap.parse_args(argv)
 
     from cxr_tf.evaluate import evaluate
@@ -37,11 +37,14 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     size = 96
     chestxray14.write_dataset(out / "nih", n_images=args.n, n_patients=args.n // 3, size=size, seed=0)
-    cxp = chexpert.write_dataset(out / "chexpert", n_images=600, n_patients=200, size=size, seed=1, test_set=True)
-    mimic.write_dataset(out / "mimic", n_images=600, n_patients=150, size=size, seed=2)
+    half = args.n // 2
+    cxp = chexpert.write_dataset(out / "chexpert", n_images=half, n_patients=half // 3, size=size, seed=1,
+                                 test_set=True)
+    mimic.write_dataset(out / "mimic", n_images=half, n_patients=half // 4, size=size, seed=2)
     prepare("chestxray14", out / "nih", out / "rec_nih", size=size)
     prepare("chexpert", cxp["data_dir"], out / "rec_chexpert", size=size)
     prepare("mimic", out / "mimic", out / "rec_mimic", size=size)
+    prepare("mimic", out / "mimic", out / "rec_mimic_radiologist", size=size, options={"test_labels": "radiologist"})
     t_data = time.perf_counter() - t0
     cfg = TrainConfig(records=str(out / "rec_nih"), out=str(out / "run"), preset=args.preset, weights="none",
                       epochs=args.epochs, batch_size=32, image_size=64, lr=1e-3, verbose=0)
@@ -51,20 +54,24 @@ def main(argv=None) -> dict:
     own = evaluate(out / "run", split="test", n_boot=200, figures=False)
     own_auc = {r["finding"]: r["auroc"] for r in own["per_class"]}
     results = {"chestxray14 test": own_auc}
-    for name, split in (("chexpert", "test"), ("mimic", "test")):
+    keys = []
+    for name, split in (("chexpert", "test"), ("mimic", "test"), ("mimic_radiologist", "test")):
         m = evaluate(out / "run", split=split, records=out / f"rec_{name}", n_boot=200, figures=False)
-        results[f"{name} {split}"] = {r["finding"]: (r["auroc"], r["model_output"]) for r in m["per_class"]
-                                      if r["finding"] != "mean"}
-        results[f"{name} {split}"]["mean"] = (m["mean_auroc"], "")
-        results[f"{name} {split} labels"] = m["labels"]
+        key = f"{name} {split}"
+        keys.append(key)
+        results[key] = {r["finding"]: (r["auroc"], r["model_output"], r["positives"], r["n"]) for r in m["per_class"]
+                        if r["finding"] != "mean"}
+        results[key]["mean"] = (m["mean_auroc"], "", "", "")
+        results[f"{key} labels"] = m["labels"] or "radiologist (valid/test CSVs)"
     print(f"data {t_data:.0f} s, training {t_train:.0f} s ({args.preset}, {args.epochs} epochs, 64 px)")
-    print(f"{'finding (records)':24s} {'answered by':18s} {'AUROC':>7s} {'NIH test':>9s} {'ratio':>6s}")
-    for key in ("chexpert test", "mimic test"):
+    print(f"{'finding (records)':24s} {'answered by':18s} {'pos/n':>9s} {'AUROC':>7s} {'NIH test':>9s} {'ratio':>6s}")
+    for key in keys:
         print(f"-- {key} ({results[key + ' labels']})")
-        used = [own_auc[o] for f, (_, o) in results[key].items() if f != "mean"]
-        for finding, (auc, output) in results[key].items():
+        used = [own_auc[v[1]] for f, v in results[key].items() if f != "mean"]
+        for finding, (auc, output, pos, n) in results[key].items():
             ref = own_auc[output] if output else sum(used) / len(used)   # mean: over the same outputs on NIH
-            print(f"{finding:24s} {output:18s} {auc:7.3f} {ref:9.3f} {auc / ref:6.2f}")
+            counts = f"{pos}/{n}" if output else ""
+            print(f"{finding:24s} {output:18s} {counts:>9s} {auc:7.3f} {ref:9.3f} {auc / ref:6.2f}")
     print(f"NIH test mean AUROC (14 findings) {own['mean_auroc']:.3f}; wall {time.perf_counter() - t0:.0f} s")
     (out / "cross_dataset.json").write_text(json.dumps(results, indent=2, default=str))
     return results
