@@ -211,3 +211,18 @@ def test_prepare_from_dicom_with_the_jpg_recipe_matches_the_jpg_release(mimic_di
         assert x.shape == y.shape
         diffs.append(np.abs(x - y).mean())
     assert max(diffs) < 3.0                                     # JPEG quality 95 tolerance (mean abs, 0-255)
+
+
+def test_the_2_0_0_release_has_no_radiologist_labels(mimic_dirs, tmp_path):
+    old = tmp_path / "mimic-cxr-jpg-2.0.0"
+    shutil.copytree(mimic_dirs["jpg"], old)
+    (old / LAYOUT["test_labels"]).unlink()
+    (old / "IMAGE_FILENAMES").unlink()
+    pd.testing.assert_frame_equal(mimic.load(old).manifest, mimic.load(mimic_dirs["jpg"]).manifest)
+    with pytest.raises(CxrDataError, match="2.1.0"):
+        mimic.load(old, test_labels="radiologist")
+    for name in (LAYOUT["metadata"], LAYOUT["split"]):      # unzipped CSVs read the same
+        with gzip.open(old / f"{name}.gz") as src:
+            (old / name).write_bytes(src.read())
+        (old / f"{name}.gz").unlink()
+    pd.testing.assert_frame_equal(mimic.load(old).manifest, mimic.load(mimic_dirs["jpg"]).manifest)
