@@ -11,3 +11,16 @@ def mp_context():
     if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
         return mp.get_context("fork")
     return mp.get_context("spawn")
+
+
+def imap(func, tasks: list, workers: int | None = None, chunksize: int = 1):
+    """Yield ``func(task)`` for every task, in order: in this process with one worker (or one
+    task), else in a process pool of ``workers`` (default: all cores) from :func:`mp_context`."""
+    import os
+
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    if workers == 1:
+        yield from map(func, tasks)
+        return
+    with mp_context().Pool(workers) as pool:
+        yield from pool.imap(func, tasks, chunksize=chunksize)

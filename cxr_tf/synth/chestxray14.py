@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 from cxr_tf import atomic, cards
 from cxr_tf.errors import CxrConfigError
-from cxr_tf.parallel import mp_context
+from cxr_tf.parallel import imap
 from cxr_tf.progress import progress
 from cxr_tf.synth.phantom import jitter_anatomy, render_phantom, sample_anatomy
 
@@ -119,18 +118,11 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
         by_patient.setdefault(p.patient, []).append(p)
     tasks = [(imgs, size, seed, folders, str(out), frame) for imgs in by_patient.values()]
     boxes: dict = {}
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     with progress(total=sum(map(len, by_patient.values())), desc="synth chestxray14",
                   unit="img") as bar:
-        if workers == 1:
-            for res in map(_render, tasks):
-                boxes.update(res)
-                bar.update(len(res))
-        else:
-            with mp_context().Pool(workers) as pool:
-                for res in pool.imap(_render, tasks, chunksize=4):
-                    boxes.update(res)
-                    bar.update(len(res))
+        for res in imap(_render, tasks, workers, chunksize=4):
+            boxes.update(res)
+            bar.update(len(res))
 
     trailing = "," if release == "2017" else ""
     rows = [HEADER_V2020 + trailing]

@@ -20,7 +20,6 @@ own borrow a distinct one (:data:`PATTERNS`).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from PIL import Image
 
 from cxr_tf import atomic, cards
 from cxr_tf.errors import CxrConfigError
-from cxr_tf.parallel import mp_context
+from cxr_tf.parallel import imap
 from cxr_tf.progress import progress
 from cxr_tf.synth.lateral import render_lateral
 from cxr_tf.synth.phantom import jitter_anatomy, render_phantom, sample_anatomy
@@ -175,15 +174,9 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
     for st in studies:
         by_patient.setdefault(st.patient, []).append(st)
     tasks = [(group, size, seed, str(root)) for group in by_patient.values()]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     with progress(total=len(tasks), desc="synth chexpert", unit="patient") as bar:
-        if workers == 1:
-            for _ in map(_render, tasks):
-                bar.update(1)
-        else:
-            with mp_context().Pool(workers) as pool:
-                for _ in pool.imap(_render, tasks, chunksize=4):
-                    bar.update(1)
+        for _ in imap(_render, tasks, workers, chunksize=4):
+            bar.update(1)
     rows = {"train": [], "valid": [], "test": []}
     for st in studies:
         cells = label_cells(st, observations)

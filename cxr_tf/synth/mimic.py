@@ -28,7 +28,6 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-import os
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from cxr_tf import atomic, cards
-from cxr_tf.parallel import mp_context
+from cxr_tf.parallel import imap
 from cxr_tf.progress import progress
 from cxr_tf.sources.mimic import relative_path
 from cxr_tf.synth import chexpert as cx
@@ -264,15 +263,9 @@ def write_dataset(out_dir, n_images: int = 600, n_patients: int | None = None, s
     for sp in plans:
         by_patient.setdefault(sp.study.patient, []).append(sp)
     tasks = [(group, size, seed, str(root), dicom) for group in by_patient.values()]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     with progress(total=len(tasks), desc=f"synth mimic ({'DICOM' if dicom else 'JPG'})", unit="patient") as bar:
-        if workers == 1:
-            for _ in map(_render, tasks):
-                bar.update(1)
-        else:
-            with mp_context().Pool(workers) as pool:
-                for _ in pool.imap(_render, tasks, chunksize=2):
-                    bar.update(1)
+        for _ in imap(_render, tasks, workers, chunksize=2):
+            bar.update(1)
     _write_tables(root, plans, size, dicom, seed, label_tables)
     images = [im for sp in plans for im in sp.images]
     info = {"images": len(images), "patients": len(by_patient), "studies": len(plans), "size": size,
