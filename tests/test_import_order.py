@@ -20,6 +20,7 @@ STAGES = [
     ("manifest", ["cxr_tf.manifest", "cxr_tf.splits"]),
     ("imaging", ["cxr_tf.imaging", "cxr_tf.imaging.*"]),
     ("dicom", ["cxr_tf.deid", "cxr_tf.dicomtool"]),
+    ("label", ["cxr_tf.label", "cxr_tf.label.*"]),
     ("sources", ["cxr_tf.sources", "cxr_tf.sources.*", "cxr_tf.synth", "cxr_tf.synth.*"]),
     ("records", ["cxr_tf.records", "cxr_tf.recordsdir"]),
     ("prepare", ["cxr_tf.prepare"]),

@@ -15,7 +15,7 @@ import click
 
 from cxr_tf.errors import CxrConfigError, CxrError
 
-AREAS = ("data", "model", "heatmaps", "dicom")
+AREAS = ("data", "model", "heatmaps", "dicom", "label")
 
 
 def _setup_logging(verbose: int) -> None:

@@ -69,12 +69,12 @@ def report(rng: np.random.Generator, *, stated=(), hedged=(), denied=(), view: s
     order = rng.permutation(len(sentences))
     findings = " ".join(sentences[i] for i in order) if sentences else \
         "The lungs are clear. The cardiomediastinal silhouette is within normal limits."
-    if stated:
-        impression = " ".join(f"{i + 1}. {PHRASES[o][0]}" for i, o in enumerate(stated))
-    elif hedged:
-        impression = _capital(HEDGES[0].format(PHRASES[hedged[0]][1]))
-    else:
-        impression = "No acute cardiopulmonary process."
+    # the impression restates every finding (MIMIC's labels come from it): numbered when several
+    summary = [PHRASES[o][0] for o in stated] + [_capital(HEDGES[0].format(PHRASES[o][1])) for o in hedged]
+    summary += [PHRASES[o][2] for o in denied]
+    if not (stated or hedged):
+        summary.insert(0, "No acute cardiopulmonary process.")
+    impression = summary[0] if len(summary) == 1 else " ".join(f"{i + 1}. {t}" for i, t in enumerate(summary))
     indication = INDICATIONS[int(rng.integers(len(INDICATIONS)))].format(sex=sex.lower() if sex else "patient")
     lines = [" " * 33 + "FINAL REPORT", *_wrap(f"EXAMINATION:  {exam}"), " ",
              *_wrap(f"INDICATION:  {indication}"), " ", *_wrap(f"TECHNIQUE:  {technique}"), " ",

@@ -1,0 +1,36 @@
+"""The report labeler: ``cxr-tf label INPUT --out LABELED.csv``."""
+
+from __future__ import annotations
+
+import click
+
+from cxr_tf.cli.common import of
+
+
+@click.command("label")
+@click.argument("input_path", type=click.Path(exists=True))
+@click.option("--out", "out_csv", required=True, type=click.Path(dir_okay=False), help="Labeled CSV to write.")
+@click.option("--vocabulary", "vocab", default="chexpert", show_default=True,
+              type=of("cxr_tf.label.engine", "VOCABULARIES"),
+              help="chexpert: 14 observations, 1/0/-1/blank; chestxray14: 14 NIH findings and No Finding.")
+@click.option("--sections", default="impression", show_default=True, type=of("cxr_tf.label.sections", "CHOICES"),
+              help="impression: impression, else findings, else the last paragraph (MIMIC-CXR's order).")
+@click.option("--column", default=None, help="The report column of a CSV with a header.")
+@click.option("--uncertain", default="negative", show_default=True,
+              type=click.Choice(["negative", "positive", "uncertain"]),
+              help="chestxray14: what an uncertain mention becomes (chexpert keeps -1).")
+@click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
+def label(input_path, out_csv, vocab, sections, column, uncertain, workers):
+    """Label free-text reports: a headerless report CSV (the CheXpert labeler's convention), a CSV
+    with --column, a folder of .txt reports, or the MIMIC-CXR reports zip or tree."""
+    from cxr_tf.label import label_file
+
+    s = label_file(input_path, out_csv, vocab=vocab, sections=sections, column=column,
+                   uncertain=uncertain if vocab == "chestxray14" else "uncertain", workers=workers)
+    click.echo(f"labeled {s['reports']} reports ({s['input']}) into {out_csv}: {s['positive']} positive, "
+               f"{s['uncertain']} uncertain, {s['negative']} negative mentions")
+
+
+def register(group: click.Group) -> None:
+    """Add the label command to the ``cxr-tf`` group."""
+    group.add_command(label)
