@@ -58,6 +58,7 @@ class Rules:
         self.kinds = {k: _union(data[k]) for k in ("uncertain_pre", "uncertain_post", "negation_pre", "negation_post")}
         self.pseudo = _union(data["pseudo"])
         self.terminators = _union(data["terminators"])
+        self.post_stops = _union([re.escape(x) for x in data.get("post_stops", [])])
 
 
 class Vocabulary:
@@ -124,10 +125,11 @@ class _Sentence:
                 spans = [(a, b) for a, b in spans if not any(pa <= a and b <= pb for pa, pb in pseudo)]
             self.triggers[kind] = spans
         self.stops = [a for a, _ in _spans(r.terminators, text)]
+        self.post_stops = [a for a, _ in _spans(r.post_stops, text)]
 
-    def _reach(self, a: int, b: int) -> bool:
+    def _reach(self, a: int, b: int, post: bool = False) -> bool:
         """Whether a trigger at one end of [a, b) reaches the other end."""
-        if any(a <= s < b for s in self.stops):
+        if any(a <= s < b for s in self.stops) or (post and any(a <= s < b for s in self.post_stops)):
             return False
         return len(_WORD.findall(self.text[a:b])) <= self.rules.window
 
@@ -137,7 +139,7 @@ class _Sentence:
             if b <= start and self._reach(b, start):
                 return True
         for a, b in self.triggers[f"{kind}_post"]:
-            if a >= end and self._reach(end, a):
+            if a >= end and self._reach(end, a, post=True):
                 return True
         return False
 

@@ -110,8 +110,9 @@ def read_labels(path: Path, findings, aliases: dict, keys=("subject_id", "study_
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
             raise CxrDataError(path, f"line {line}: {f} is {cells[bad].iloc[0]!r}; allowed: 1.0, 0.0, -1.0 or blank")
         out[f] = cells.map(_STATES).to_numpy(np.float32)
-    if "subject_id" in frame:
-        out["subject_id"] = frame["subject_id"].to_numpy()
+    for col in ("subject_id", "labeler"):     # labeler: which labeler and version wrote a labels FILE
+        if col in frame:
+            out[col] = frame[col].to_numpy()
     dup = out.index.duplicated()
     if dup.any():
         raise CxrDataError(path, f"study_id {out.index[dup][0]!r} has more than one label row")
@@ -208,7 +209,10 @@ def _labels(data_dir, jpg_dir, labels, files) -> tuple[pd.DataFrame, str]:
                                      "or a CSV file)")
         source = path.name
     files["labels"] = str(path)
-    return read_labels(path, c["findings"], c.get("aliases", {})), source
+    table = read_labels(path, c["findings"], c.get("aliases", {}))
+    if "labeler" in table:
+        source = f"{source} ({'; '.join(sorted(set(map(str, table['labeler']))))})"
+    return table, source
 
 
 def _official(frame: pd.DataFrame, data_dir, jpg_dir, files, excluded, where) -> pd.DataFrame:
