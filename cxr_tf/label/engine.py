@@ -76,7 +76,6 @@ class Vocabulary:
         unknown = [o.name for o in self.observations if o.name not in self.order]
         if unknown:
             raise CxrConfigError(f"vocabulary {self.name}: observations {unknown} are not in its order")
-        self.prefilter = _union([p.pattern for o in self.observations for p in (o.mentions, o.negative, o.normal) if p])
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,11 +165,13 @@ def label_text(text: str, vocab: Vocabulary, r: Rules | None = None) -> dict:
     implied: dict[str, float] = {}
     if not text.strip():
         return found
-    if vocab.prefilter.search(text.lower()) is None and not vocab.implies_uncertain:
-        return {vocab.no_finding: POSITIVE} if vocab.no_finding else {}
-    for sentence in sentences(text):
+    low = _SPACE.sub(" ", text.lower())
+    present = [o for o in vocab.observations
+               if any(p is not None and p.search(low) for p in (o.mentions, o.negative, o.normal))]
+    implies = {k: p for k, p in vocab.implies_uncertain.items() if p.search(low)}
+    for sentence in sentences(text) if present or implies else ():
         ctx = None
-        for obs in vocab.observations:
+        for obs in present:
             excluded = _spans(obs.exclude, sentence)
             for pattern, kind in ((obs.mentions, "mention"), (obs.negative, "negative"), (obs.normal, "normal")):
                 for a, b in _spans(pattern, sentence):
@@ -184,7 +185,7 @@ def label_text(text: str, vocab: Vocabulary, r: Rules | None = None) -> dict:
                     if kind == "normal" and state != NEGATIVE:
                         continue
                     found[obs.name] = _merge(found.get(obs.name), state)
-        for name, pattern in vocab.implies_uncertain.items():
+        for name, pattern in implies.items():
             for a, b in _spans(pattern, sentence):
                 ctx = ctx or _Sentence(sentence, r)
                 if ctx.state(a, b) != NEGATIVE:
