@@ -128,27 +128,22 @@ def _rules(pseudonyms: Pseudonyms) -> dict:
                 else:
                     other(sub)
 
-    def replace_uid(dataset, tag):          # U, X/Z/U*: keyed UIDs; in a sequence, the rest emptied
-        element = dataset.get(tag)
-        if element is None:
-            return
-        if element.VR == "SQ":
-            in_items(element, sda.empty_element)
-        elif element.VR == "UI":
-            keyed(element)
-        else:
-            sda.empty_element(element)
+    def keyed_or(other):
+        """An action keying UIDs (inside sequences too) and applying ``other`` to everything else."""
+        def action(dataset, tag):
+            element = dataset.get(tag)
+            if element is None:
+                return
+            if element.VR == "SQ":
+                in_items(element, other)
+            elif element.VR == "UI":
+                keyed(element)
+            else:
+                other(element)
+        return action
 
-    def replace_dummy(dataset, tag):        # D (and X/D, Z/D, X/Z/D) on a UID or a sequence
-        element = dataset.get(tag)
-        if element is None:
-            return
-        if element.VR == "SQ":
-            in_items(element, sda.replace_element)
-        elif element.VR == "UI":
-            keyed(element)
-        else:
-            sda.replace_element(element)
+    replace_uid = keyed_or(sda.empty_element)       # U, X/Z/U*: keyed UIDs; in a sequence, the rest emptied
+    replace_dummy = keyed_or(sda.replace_element)   # D (and X/D, Z/D, X/Z/D) on a UID or a sequence
 
     def replace_patient(dataset, tag):
         element = dataset.get(tag)

@@ -79,17 +79,22 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise CxrImageError(name, f"corrupt or truncated image: {exc}") from None
 
 
-def decode_file(path: str | os.PathLike, **dicom_options) -> np.ndarray:
-    """Read and decode an image file (PNG, JPEG, ... or DICOM) to an 8-bit grayscale array;
-    errors name the file. ``dicom_options`` (e.g. ``recipe="mimic-jpg"``) go to
-    :func:`cxr_tf.imaging.dicom.read_dicom` for a DICOM file and are refused for any other."""
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes; a missing or unreadable file raises :class:`CxrImageError` naming it."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise CxrImageError(path, "file not found") from None
     except OSError as exc:
         raise CxrImageError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def decode_file(path: str | os.PathLike, **dicom_options) -> np.ndarray:
+    """Read and decode an image file (PNG, JPEG, ... or DICOM) to an 8-bit grayscale array;
+    errors name the file. ``dicom_options`` (e.g. ``recipe="mimic-jpg"``) go to
+    :func:`cxr_tf.imaging.dicom.read_dicom` for a DICOM file and are refused for any other."""
+    data = read_bytes(path)
     from cxr_tf.imaging.dicom import is_dicom
     if data and is_dicom(data, os.fspath(path)):
         from cxr_tf.imaging.dicom import read_dicom

@@ -71,13 +71,8 @@ def open_dataset(path, data: bytes | None = None, header_only: bool = False):
 
     name = os.fspath(path)
     if data is None:
-        try:
-            with open(name, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            raise CxrImageError(name, "file not found") from None
-        except OSError as exc:
-            raise CxrImageError(name, f"cannot read: {exc.strerror or exc}") from None
+        from cxr_tf.imaging.decode import read_bytes
+        data = read_bytes(name)
     if not looks_like_dicom(data):
         raise CxrImageError(name, "not a DICOM file (no DICM preamble and no DICOM data elements)")
     try:
