@@ -22,6 +22,7 @@ STAGES = [
     ("dicom", ["cxr_tf.deid", "cxr_tf.dicomtool"]),
     ("label", ["cxr_tf.label", "cxr_tf.label.*"]),
     ("sources", ["cxr_tf.sources", "cxr_tf.sources.*", "cxr_tf.synth", "cxr_tf.synth.*"]),
+    ("stats", ["cxr_tf.stats"]),
     ("records", ["cxr_tf.records", "cxr_tf.recordsdir"]),
     ("prepare", ["cxr_tf.prepare"]),
     ("pipeline", ["cxr_tf.pipeline"]),

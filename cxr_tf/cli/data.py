@@ -139,7 +139,24 @@ def list_datasets():
             click.echo(f"  --{key.replace('_', '-')} ...  {text}")
 
 
+@click.command("stats")
+@click.option("--dataset", default=None, type=datasets(), help="The dataset (with --data-dir, or for a bare manifest).")
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The dataset in its real layout: the whole label file is described.")
+@click.option("--manifest", "manifest_csv", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A manifest.csv (of a records directory) instead.")
+@click.option("--out", "out_dir", default="stats", show_default=True, type=click.Path(file_okay=False))
+def stats_command(dataset, data_dir, manifest_csv, out_dir):
+    """Descriptive statistics (stats.md, CSV tables, PNG figures) of a dataset's label file or a manifest."""
+    from cxr_tf.stats import stats
+
+    c = stats(out_dir, dataset=dataset, data_dir=data_dir, manifest=manifest_csv)
+    click.echo(f"{c['images']:,} images ({c['images_on_disk']:,} on disk), {c['patients']:,} patients, "
+               f"{c['studies']:,} studies, {c['positive_findings']:,} positive findings; "
+               f"patients shared between splits: {c['shared_patients']}; wrote {out_dir}/stats.md")
+
+
 def register(group: click.Group) -> None:
     """Add the data commands to the ``cxr-tf`` group."""
-    for cmd in (synth, prepare, summary, list_datasets):
+    for cmd in (synth, prepare, summary, list_datasets, stats_command):
         group.add_command(cmd)
