@@ -98,6 +98,12 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
     recipe = cards.reproduction(paper)
     if dry_run:
         return {"table": dry_run_table(cfg, paper_recipe), "settings": cfg.resolved().to_dict()}
+    if recipe.get("chain"):          # a study: a chain of steps (cxr_tf.study), not one training run
+        from cxr_tf.study import CHAINS
+        if recipe["chain"] not in CHAINS:
+            raise CxrConfigError(f"reproductions/{paper}.toml: unknown chain {recipe['chain']!r}", key="chain",
+                                 choices=CHAINS)
+        return CHAINS[recipe["chain"]](recipe, out, data_dir, demo=demo, overrides=overrides)
     dataset = recipe["dataset"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,14 @@ IMPLAUSIBLE_AGE = 120
 SAMPLES_PER_LABEL = 4
 
 
-def from_source(dataset: str, data_dir) -> tuple[pd.DataFrame, list[str], Path, dict]:
-    """(manifest of every listed image, findings, image root, facts) from a dataset directory."""
+def from_source(dataset: str, data_dir, split: str = "official", options: dict | None = None
+                ) -> tuple[pd.DataFrame, list[str], Path, dict]:
+    """(manifest of every listed image, findings, image root, facts) from a dataset directory
+    (``options`` go to the source's ``load``, e.g. MIMIC's ``labels``)."""
     from cxr_tf import sources
 
-    data = sources.get(dataset).load(data_dir)
+    source = sources.get(dataset)
+    data = source.load(data_dir, split=split, **sources.check_options(source, options or {}))
     frame = data.manifest.assign(on_disk=~data.manifest["image_id"].isin(set(data.missing)))
     return frame, list(data.findings), Path(data.root), {"dataset": dataset, "source": str(data_dir),
                                                          "excluded_by_filter": dict(data.excluded)}
@@ -248,13 +251,14 @@ def _markdown(t: dict, facts: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def stats(out_dir, *, dataset: str | None = None, data_dir=None, manifest=None, figures_too: bool = True) -> dict:
+def stats(out_dir, *, dataset: str | None = None, data_dir=None, manifest=None, figures_too: bool = True,
+          split: str = "official", options: dict | None = None) -> dict:
     """Write ``stats.md``, the tables (``<name>.csv``) and the figures into ``out_dir``; returns
-    the counts of the whole label file."""
+    the counts of the whole label file (read with ``split`` and the source ``options``)."""
     if manifest is not None:
         frame, findings, root, facts = from_manifest(manifest, dataset)
     elif dataset and data_dir is not None:
-        frame, findings, root, facts = from_source(dataset, data_dir)
+        frame, findings, root, facts = from_source(dataset, data_dir, split, options)
     else:
         from cxr_tf.errors import CxrConfigError
         raise CxrConfigError("give --dataset with --data-dir, or --manifest", key="manifest")

@@ -242,6 +242,18 @@ def _write_tables(root: Path, plans: list[StudyPlan], size: int, dicom: bool, se
         relative_path(sp.subject_id, sp.study_id, im.dicom_id, "jpg") + "\n" for sp in plans for im in sp.images))
 
 
+def true_labels(n_images: int, n_patients: int | None, seed: int):
+    """What the phantom's reports say, per study (subject_id, study_id and the CheXpert-labeler
+    states of the 14 observations, "" when unmentioned): the ground truth a report labeler is
+    scored against. The same plan as :func:`write_dataset` with these arguments."""
+    import pandas as pd
+
+    findings = cards.dataset_card("mimic")["findings"]
+    plans = plan(n_images, n_patients or max(3, n_images // 5), seed)
+    return pd.DataFrame([[sp.subject_id, sp.study_id, *_labels(sp, findings)] for sp in plans],
+                        columns=["subject_id", "study_id", *findings])
+
+
 def study_report(sp: StudyPlan, seed: int) -> str:
     """The free-text report of one study (what was drawn, hedged and denied)."""
     st = sp.study
