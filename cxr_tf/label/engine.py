@@ -8,7 +8,7 @@ governs it, else **negative** when a negation governs it, else **positive**; a t
 mention when it is in the same clause (no terminator between them), before it (``*_pre``) or after
 it (``*_post``), and at most ``window`` words away; a pseudo-negation ("no change in") is not a
 trigger. ``negative`` phrases are negative mentions by themselves, ``normal`` ones count only when
-negated. Per report, positive beats uncertain beats negative; No Finding is 1 when nothing but the
+negated or uncertain ("heart size is normal", "heart size at the upper limits of normal"). Per report, positive beats uncertain beats negative; No Finding is 1 when nothing but the
 ignored observations is positive or uncertain.
 """
 
@@ -182,7 +182,7 @@ def label_text(text: str, vocab: Vocabulary, r: Rules | None = None) -> dict:
                         continue
                     ctx = ctx or _Sentence(sentence, r)
                     state = ctx.state(a, b)
-                    if kind == "normal" and state != NEGATIVE:
+                    if kind == "normal" and state == POSITIVE:     # "heart size" alone says nothing
                         continue
                     found[obs.name] = _merge(found.get(obs.name), state)
         for name, pattern in implies.items():

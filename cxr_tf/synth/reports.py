@@ -43,6 +43,11 @@ PHRASES = {
 }
 HEDGES = ("{} cannot be excluded.", "Possible {}.", "Findings may represent {}.",
           "There may be {}.", "Questionable {}.")
+# Sentences of a normal description that name no observation (reports are 60-120 words, not 30).
+FILLERS = ("The lungs are well expanded.", "The osseous structures are intact.", "The upper abdomen is unremarkable.",
+           "There is no free air under the diaphragm.", "The trachea is midline.", "The visualized soft tissues are "
+           "unremarkable.", "Aeration of the lungs is similar to the prior study.", "The hila are normal in size.",
+           "Degenerative changes are seen in the thoracic spine.", "The diaphragms are well defined.")
 INDICATIONS = ("___ year old {sex} with cough and fever  // eval for pneumonia",
                "___ year old {sex} with shortness of breath  // ? effusion",
                "History: ___ with chest pain", "___ year old {sex} s/p line placement  // line position?",
@@ -66,9 +71,9 @@ def report(rng: np.random.Generator, *, stated=(), hedged=(), denied=(), view: s
     sentences = [PHRASES[o][0] for o in stated]
     sentences += [_capital(HEDGES[int(rng.integers(len(HEDGES)))].format(PHRASES[o][1])) for o in hedged]
     sentences += [PHRASES[o][2] for o in denied]
+    sentences += [FILLERS[i] for i in rng.choice(len(FILLERS), size=int(rng.integers(2, 6)), replace=False)]
     order = rng.permutation(len(sentences))
-    findings = " ".join(sentences[i] for i in order) if sentences else \
-        "The lungs are clear. The cardiomediastinal silhouette is within normal limits."
+    findings = " ".join(sentences[i] for i in order)
     # the impression restates every finding (MIMIC's labels come from it): numbered when several
     summary = [PHRASES[o][0] for o in stated] + [_capital(HEDGES[0].format(PHRASES[o][1])) for o in hedged]
     summary += [PHRASES[o][2] for o in denied]
