@@ -8,8 +8,9 @@ governs it, else **negative** when a negation governs it, else **positive**; a t
 mention when it is in the same clause (no terminator between them), before it (``*_pre``) or after
 it (``*_post``), and at most ``window`` words away; a pseudo-negation ("no change in") is not a
 trigger. ``negative`` phrases are negative mentions by themselves, ``normal`` ones count only when
-negated or uncertain ("heart size is normal", "heart size at the upper limits of normal"). Per report, positive beats uncertain beats negative; No Finding is 1 when nothing but the
-ignored observations is positive or uncertain.
+negated or uncertain ("heart size is normal", "heart size at the upper limits of normal"). Per
+report, positive beats uncertain beats negative; No Finding is 1 when nothing but the ignored
+observations is positive or uncertain.
 """
 
 from __future__ import annotations
