@@ -47,6 +47,7 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
         raise MissingImagesError(src.root, src.missing)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tables(out, set(src.tables))
     (out / SUMMARY).unlink(missing_ok=True)          # untrusted until rewritten at the very end
     atomic.remove_partials(out)
 
@@ -97,6 +98,18 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     log.info("prepared %d images into %s (%d missing, %d unreadable skipped)", len(kept), out,
              len(src.missing), len(bad))
     return summary
+
+
+def _remove_stale_tables(out: Path, keep: set) -> None:
+    """Delete the side tables an earlier prepare into ``out`` wrote that this one will not."""
+    import json
+    try:
+        earlier = json.loads((out / SUMMARY).read_text()).get("tables", {})
+    except (OSError, ValueError):
+        return
+    for name, file in earlier.items():
+        if name not in keep:
+            (out / Path(file).name).unlink(missing_ok=True)
 
 
 def _split_key(col: pd.Series) -> pd.Series:

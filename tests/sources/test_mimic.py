@@ -226,3 +226,13 @@ def test_the_2_0_0_release_has_no_radiologist_labels(mimic_dirs, tmp_path):
             (old / name).write_bytes(src.read())
         (old / f"{name}.gz").unlink()
     pd.testing.assert_frame_equal(mimic.load(old).manifest, mimic.load(mimic_dirs["jpg"]).manifest)
+
+
+def test_a_rerun_without_reports_drops_the_old_side_table(mimic_dirs, tmp_path):
+    from cxr_tf.prepare import prepare
+
+    out = tmp_path / "rec"
+    prepare("mimic", mimic_dirs["dicom"], out, size=32, workers=1, options={"jpg_dir": str(mimic_dirs["jpg"])})
+    assert (out / "reports.csv").is_file()
+    prepare("mimic", mimic_dirs["jpg"], out, size=32, workers=1)
+    assert not (out / "reports.csv").exists()
