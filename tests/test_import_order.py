@@ -32,7 +32,7 @@ STAGES = [
     ("evaluate", ["cxr_tf.evaluate", "cxr_tf.plots", "cxr_tf.predict", "cxr_tf.ensemble"]),
     ("explain", ["cxr_tf.explain", "cxr_tf.explain.*"]),
     ("localize", ["cxr_tf.localize"]),
-    ("export", ["cxr_tf.export"]),
+    ("export", ["cxr_tf.export", "cxr_tf.importer"]),
     ("reproduce", ["cxr_tf.reports", "cxr_tf.study", "cxr_tf.reproduce"]),
     ("tfds", ["cxr_tf.tfds", "cxr_tf.tfds.*"]),
     ("cli", ["cxr_tf.cli", "cxr_tf.cli.*"]),

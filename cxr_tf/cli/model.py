@@ -205,7 +205,25 @@ def export_command(model_or_run, fmt, out, atol, images):
                f"{1e3 * r['export_s_per_image']:.2f} ms/image vs Keras {1e3 * r['keras_s_per_image']:.2f} ms/image")
 
 
+@click.command("import-weights")
+@click.argument("source", type=of("cxr_tf.importer", "SOURCES"))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The .keras model to write.")
+@click.option("--image-size", default=224, show_default=True, help="Input size of the Keras model.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow a checkpoint that pickles code (unpickling runs it): only for a file you trust.")
+@click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Make OUT a run directory on these records, for `cxr-tf evaluate --run OUT`.")
+def import_command(source, checkpoint, out, image_size, trust_checkpoint, records):
+    """A PyTorch DenseNet121 checkpoint (arnoweng/CheXNet, jrzech/reproduce-chexnet, torchxrayvision)
+    as a cxr_tf Keras model with its findings, head and normalization."""
+    from cxr_tf.importer import import_weights
+
+    r = import_weights(source, checkpoint, out, trust=trust_checkpoint, image_size=image_size, records=records)
+    click.echo(f"wrote {r['out']}: {len(r['findings'])} findings from {r['tensors']} tensors of {source}")
+
+
 def register(group: click.Group) -> None:
     """Add the model commands to the ``cxr-tf`` group."""
-    for cmd in (train, evaluate, predict, reproduce, ensemble, export_command):
+    for cmd in (train, evaluate, predict, reproduce, ensemble, export_command, import_command):
         group.add_command(cmd)
