@@ -37,35 +37,58 @@ SOURCES = {
 BLOCKS = (6, 12, 24, 16)
 
 
+_LOADER = """
+import sys, numpy as np, torch
+path, trust, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+try:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+except Exception as exc:
+    if not trust:
+        print(f"{type(exc).__name__}: {str(exc)[:160]}", file=sys.stderr)
+        sys.exit(3)
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+if isinstance(obj, dict) and "state_dict" in obj:
+    obj = obj["state_dict"]
+elif isinstance(obj, dict) and "model" in obj and hasattr(obj["model"], "state_dict"):
+    obj = obj["model"].state_dict()
+elif hasattr(obj, "state_dict"):
+    obj = obj.state_dict()
+if not isinstance(obj, dict):
+    print(f"holds a {type(obj).__name__}, not a state dict", file=sys.stderr)
+    sys.exit(4)
+np.savez(out, **{k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")})
+"""
+
+
 def read_checkpoint(path, trust: bool = False) -> dict[str, np.ndarray]:
     """A checkpoint's weights as {key: array}, from a state dict, ``{"state_dict": ...}``, or (only
-    with ``trust``) a pickled model."""
-    try:
-        import torch
-    except ImportError:
+    with ``trust``) a pickled model. The unpickling runs in a child process: torchvision, which a
+    pickled model imports, aborts the process when TensorFlow is already loaded in it."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("torch") is None:
         raise CxrConfigError("importing PyTorch checkpoints needs torch: pip install \"cxr-tf[import]\"",
-                             key="source") from None
+                             key="source")
     path = Path(path)
     if not path.is_file():
         raise CxrDataError(path, "checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not trust:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "weights.npz"
+        done = subprocess.run([sys.executable, "-c", _LOADER, str(path), "1" if trust else "0", str(out)],
+                              capture_output=True, text=True)
+        if done.returncode == 3:
             raise CxrDataError(path, "cannot be read as weights only (it pickles code, e.g. a whole model); "
                                      "unpickling runs that code: pass --trust-checkpoint only for a file you "
-                                     f"trust ({type(exc).__name__}: {str(exc)[:160]})") from None
-        log.warning("%s: loading a full pickle (trusted by the caller)", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, dict) and "state_dict" in obj:
-        obj = obj["state_dict"]
-    elif isinstance(obj, dict) and "model" in obj and hasattr(obj["model"], "state_dict"):
-        obj = obj["model"].state_dict()
-    elif hasattr(obj, "state_dict"):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise CxrDataError(path, f"holds a {type(obj).__name__}, not a state dict")
-    return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+                                     f"trust ({done.stderr.strip()[-200:]})")
+        if done.returncode:
+            raise CxrDataError(path, f"cannot read the checkpoint: {done.stderr.strip()[-300:]}")
+        if trust:
+            log.warning("%s: read as a full pickle (trusted by the caller)", path)
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}
 
 
 def canonical(state: dict) -> dict:
