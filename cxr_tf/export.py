@@ -4,8 +4,9 @@ ONNX file, checked against Keras before it is kept.
 Every artifact takes what the ``.keras`` model takes, raw grayscale pixels on 0..255 as float32
 [B, S, S, 1] (the normalization is inside), and returns one probability per finding. The finding
 names travel with it: the SavedModel has a ``findings`` signature (and the ``serve`` one), the ONNX
-file ``findings``, ``thresholds`` and ``preprocessing`` metadata properties, and every format gets
-a ``<path>.json`` sidecar with the same. The export is written beside its destination, run on a
+file ``findings``, ``thresholds`` and ``preprocessing`` metadata properties, the ``.tflite`` file a
+``cxr_tf`` metadata entry with the same (:func:`tflite_metadata`), and every format a
+``<path>.json`` sidecar. The export is written beside its destination, run on a
 few images (random pixels, plus any given), and renamed into place only if it matches Keras
 within ``atol`` (1e-4): a conversion that changes the numbers (one route once gave all-NaN
 outputs) fails loudly and leaves nothing behind.
@@ -91,6 +92,8 @@ def _write(model, fmt: str, tmp: Path, meta: dict) -> None:
     except ImportError as exc:
         raise CxrConfigError(f"exporting to {fmt} needs {EXTRA[fmt]}: pip install \"cxr-tf[export]\" ({exc})",
                              key="format") from None
+    if fmt == "litert":
+        _tflite_add_metadata(tmp, {k: meta[k] for k in ("findings", "thresholds", "preprocessing")})
     if fmt == "onnx":
         import onnx
         proto = onnx.load(str(tmp))
@@ -98,6 +101,36 @@ def _write(model, fmt: str, tmp: Path, meta: dict) -> None:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, json.dumps(meta[key])
         onnx.save(proto, str(tmp))
+
+
+TFLITE_METADATA = "cxr_tf"
+
+
+def _tflite_add_metadata(path: Path, meta: dict) -> None:
+    """Add a ``cxr_tf`` metadata entry (JSON) to a .tflite flatbuffer (TensorFlow's schema code)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = TFLITE_METADATA, len(model.buffers) - 1
+    model.metadata = list(model.metadata or []) + [entry]
+    flatbuffer_utils.write_model(model, str(path))
+
+
+def tflite_metadata(path) -> dict:
+    """The ``cxr_tf`` metadata (findings, thresholds, preprocessing) of an exported .tflite file."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == TFLITE_METADATA:
+            return json.loads(bytes(model.buffers[entry.buffer].data).decode())
+    raise CxrError(f"{path}: no {TFLITE_METADATA} metadata (not exported by cxr-tf)")
 
 
 def check_images(model, n: int = 4, seed: int = 0, files=()) -> np.ndarray:

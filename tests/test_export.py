@@ -40,6 +40,9 @@ def test_round_trip_and_names(fmt, model, tiny_run, tmp_path, shared_dir):
         import tensorflow as tf
         loaded = tf.saved_model.load(str(out))
         assert [s.decode() for s in loaded.signatures["findings"]()["output_0"].numpy()] == names
+    if fmt == "litert":
+        from cxr_tf.export import tflite_metadata
+        assert tflite_metadata(out)["findings"] == names
     if fmt == "onnx":
         import onnx
         props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
