@@ -21,7 +21,7 @@ def model(tiny_run):
 
 
 @pytest.mark.parametrize("fmt", list(NEEDS))
-def test_round_trip_and_names(fmt, model, tiny_run, tmp_path, shared_dir):
+def test_round_trip_and_names(fmt, model, tiny_run, tmp_path):
     if NEEDS[fmt]:
         pytest.importorskip(NEEDS[fmt])
         pytest.importorskip("tf2onnx" if fmt == "onnx" else NEEDS[fmt])
@@ -29,7 +29,10 @@ def test_round_trip_and_names(fmt, model, tiny_run, tmp_path, shared_dir):
     from cxr_tf.models import findings_of
 
     out = tmp_path / f"model{SUFFIX[fmt]}"
-    image = shared_dir / "nih" / "images" / "00000001_000.png"
+    from PIL import Image
+    image = tmp_path / "film.png"                 # a non-square 16-bit file, read as the model reads it
+    y, x = np.mgrid[:90, :120]
+    Image.fromarray((40000 + 20000 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype(np.uint16)).save(image)
     res = export(tiny_run, fmt, out, images=[image])
     assert res["max_abs_diff"] <= 1e-4 and res["images_checked"] == 5 and res["bytes"] > 1000
     x = check_images(model, n=6, seed=3)
