@@ -53,14 +53,19 @@ def phantom_dir(tmp_path_factory) -> Path:
     return out
 
 
+def _prepared(tmp_path_factory, folder: str, dataset: str, data_dir, **kw) -> Path:
+    """A phantom dataset prepared into TFRecords at 48 px in a fresh temporary folder."""
+    from cxr_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp(folder)
+    prepare(dataset, data_dir, out, size=48, **kw)
+    return out
+
+
 @pytest.fixture(scope="session")
 def records_dir(phantom_dir, tmp_path_factory) -> Path:
     """``phantom_dir`` prepared into TFRecords at 48 px with small shards."""
-    from cxr_tf.prepare import prepare
-
-    out = tmp_path_factory.mktemp("records")
-    prepare("chestxray14", phantom_dir, out, size=48, workers=2, images_per_shard=16)
-    return out
+    return _prepared(tmp_path_factory, "records", "chestxray14", phantom_dir, workers=2, images_per_shard=16)
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +82,7 @@ def chexpert_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def chexpert_records(chexpert_dir, tmp_path_factory) -> Path:
     """``chexpert_dir`` (frontal views) prepared into TFRecords at 48 px."""
-    from cxr_tf.prepare import prepare
-
-    out = tmp_path_factory.mktemp("chexpert_records")
-    prepare("chexpert", chexpert_dir, out, size=48, workers=1, images_per_shard=32)
-    return out
+    return _prepared(tmp_path_factory, "chexpert_records", "chexpert", chexpert_dir, workers=1, images_per_shard=32)
 
 
 @pytest.fixture(scope="session")
@@ -100,11 +101,7 @@ def mimic_dirs(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def mimic_records(mimic_dirs, tmp_path_factory) -> Path:
     """The phantom MIMIC-CXR-JPG (frontal views, official split) prepared at 48 px."""
-    from cxr_tf.prepare import prepare
-
-    out = tmp_path_factory.mktemp("mimic_records")
-    prepare("mimic", mimic_dirs["jpg"], out, size=48, workers=1, images_per_shard=32)
-    return out
+    return _prepared(tmp_path_factory, "mimic_records", "mimic", mimic_dirs["jpg"], workers=1, images_per_shard=32)
 
 
 def _tiny_config(records, out, **kw):

@@ -75,8 +75,11 @@ def _csv(path: Path, column: str | None):
         if column not in frame.columns:
             raise CxrDataError(path, f"no column {column!r}; header is {list(frame.columns)}")
         return frame.drop(columns=[column]), frame[column].tolist(), f"CSV column {column!r}"
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CxrDataError(path, f"not a UTF-8 text CSV of reports: {exc}") from None
     wide = [i + 1 for i, r in enumerate(rows) if len(r) > 1]
     if wide:
         raise CxrDataError(path, f"line {wide[0]} has {len(rows[wide[0] - 1])} fields: a headerless report CSV "

@@ -1,5 +1,6 @@
 """The labeler on its sentence set (``sentences.txt``: every rule, with expected labels), on the 4
-real CheXpert-labeler examples in ../shared, and its aggregation and outputs."""
+real CheXpert-labeler examples of the shared sample data (skipped when it is absent), and its
+aggregation and outputs."""
 
 import math
 from pathlib import Path

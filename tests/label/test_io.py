@@ -53,6 +53,9 @@ def test_clear_errors(tmp_path):
         read_reports(tmp_path / "wide.csv")
     with pytest.raises(CxrDataError, match="no column 'report'"):
         read_reports(tmp_path / "wide.csv", column="report")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81" * 50)
+    with pytest.raises(CxrDataError, match="binary.csv.*UTF-8"):
+        read_reports(tmp_path / "binary.csv")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CxrDataError, match="no .txt reports"):
         read_reports(tmp_path / "empty")
