@@ -15,7 +15,7 @@ import click
 
 from cxr_tf.errors import CxrConfigError, CxrError
 
-AREAS = ("data", "model", "heatmaps", "dicom", "label")
+AREAS = ("data", "model", "heatmaps", "dicom", "label", "tune", "federated")
 
 
 def _setup_logging(verbose: int) -> None:

@@ -26,7 +26,8 @@ def test_every_command_has_help(path):
 
 @pytest.mark.parametrize("args", [["--help"], ["prepare", "--help"], ["synth", "chestxray14", "--help"],
                                   ["train", "--help"], ["explain", "--help"], ["reproduce", "--help"],
-                                  ["datasets"]])
+                                  ["datasets"], ["tune", "--help"], ["federated", "--help"],
+                                  ["federated-app", "--help"]])
 def test_help_does_not_import_tensorflow_or_pydicom(args):
     code = ("import sys\nfrom cxr_tf.cli import main\n"
             f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
