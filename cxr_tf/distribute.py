@@ -67,3 +67,29 @@ def is_chief() -> bool:
     if "chief" in cluster:
         return task.get("type") == "chief"
     return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+
+
+
+def prepare_fit(model, dataset, strategy: tf.distribute.Strategy) -> None:
+    """Work around two Keras 3.15 faults under MultiWorkerMirroredStrategy (TensorFlow issue
+    #72388; other strategies are left alone):
+
+    - Keras builds the model from the first *distributed* batch reduced across replicas, and that
+      collective reduce of uint8 image batches fails across processes ("Attempt to convert a
+      value (PerReplica...)"). The build needs only shapes and dtypes: build from one local batch
+      of ``dataset`` and skip Keras' own.
+    - Keras reduces each step's logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails on
+      scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). The train step's
+      logs are given one axis of length 1, so the same reduce is the mean over all replicas.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    batch = next(iter(dataset.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    step = model.train_step
+
+    def train_step(data):
+        return {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+    model.train_step = train_step

@@ -266,7 +266,7 @@ def fit(cfg: TrainConfig, state: dict | None = None, callbacks: list | None = No
     check_records(cfg, records)
     configure_tf(cfg)
 
-    from cxr_tf.distribute import is_chief, strategy_for
+    from cxr_tf.distribute import prepare_fit, is_chief, strategy_for
     from cxr_tf.models import load_checkpoint
 
     strategy = strategy_for(cfg.strategy)
@@ -296,6 +296,7 @@ def fit(cfg: TrainConfig, state: dict | None = None, callbacks: list | None = No
     if initial >= epochs:
         log.info("%s already trained for %d epochs", run, initial)
         return state
+    prepare_fit(model, train_ds, strategy)
     model.fit(train_ds, epochs=epochs, initial_epoch=initial, callbacks=ours + list(callbacks or []),
               steps_per_epoch=steps, verbose=cfg.verbose, shuffle=False)
     final = RunDir(run).state or {}

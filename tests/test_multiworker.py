@@ -19,6 +19,8 @@ n = int(sys.argv[1])
 if n > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+import keras
+keras.config.disable_traceback_filtering()
 from cxr_tf.cli import main
 main(sys.argv[2:], standalone_mode=True)
 """
@@ -58,6 +60,12 @@ def _max_rel(a, b):
     return max(float(np.abs(x - y).max() / (np.abs(y).max() + 1e-6)) for x, y in zip(a, b))
 
 
+def _rel_norm(a, b):
+    """‖a − b‖ / ‖b‖ over all weights together."""
+    flat = [np.concatenate([w.ravel() for w in ws]) for ws in (a, b)]
+    return float(np.linalg.norm(flat[0] - flat[1]) / np.linalg.norm(flat[1]))
+
+
 @pytest.mark.slow
 def test_two_worker_processes_match_one_process(records_dir, tmp_path):
     ports = _ports(2)
@@ -77,7 +85,7 @@ def test_two_worker_processes_match_one_process(records_dir, tmp_path):
                 p.kill()
             raise
     for w, out in zip(workers, outputs):
-        assert w.returncode == 0, out[-3000:]
+        assert w.returncode == 0, out[-12000:][:6000]
     assert "trained 1 epoch" in outputs[0]
     env = json.loads((tmp_path / "multi" / "environment.json").read_text())
     assert len(env["devices"]) >= 1
@@ -91,9 +99,9 @@ def test_two_worker_processes_match_one_process(records_dir, tmp_path):
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     multi, mirrored, single = (_weights(tmp_path / n) for n in ("multi", "mirrored", "single"))
     # two workers = two replicas of 4 images each: the same computation, up to reduction order
-    assert _max_rel(multi, mirrored) < 1e-3
+    assert _max_rel(multi, mirrored) < 1e-4     # measured 0.0
     # one replica of 8: batch-norm sees 8 images instead of 4 per replica, so only close
-    assert _max_rel(multi, single) < 0.2
+    assert _rel_norm(multi, single) < 0.15      # measured 0.064
     loss = {n: json.loads((tmp_path / n / "state.json").read_text())["best_val_loss"]
             for n in ("multi", "mirrored", "single")}
     assert loss["multi"] == pytest.approx(loss["mirrored"], rel=1e-3)
