@@ -7,7 +7,7 @@ the same total epochs (rounds x local epochs):
 1. centralized training on the pooled data (the baseline every ratio is against);
 2. FedAvg over 3 IID sites;
 3. FedAvg over 3 sites with a label skew (each patient's primary finding dealt by Dirichlet(alpha));
-4. FedProx (mu) over the same skewed sites.
+4. FedProx over the same skewed sites, for each mu.
 
 Prints mean validation and test AUROC of each and its ratio to centralized, plus how skewed the
 sites are (the share of each site's training positives taken by its commonest finding), and
@@ -23,10 +23,15 @@ import time
 from pathlib import Path
 
 
-def _skew(sites: list[dict]) -> str:
-    """How far apart the sites' label mixes are: each site's commonest training finding."""
-    return "; ".join(f"{s['name']}: " + ", ".join(f"{f} {n}" for f, n in s["top_findings"].items())
-                     for s in sites)
+def _concentration(out: Path) -> float:
+    """How skewed the sites are: per finding, the share of its training positives on the site
+    holding most of them, averaged over findings (1/3 for an even split over 3 sites, 1 when
+    every finding lives on one site)."""
+    from cxr_tf.recordsdir import RecordsDir
+    sites = [RecordsDir(p) for p in sorted((out / "sites").glob("site_*"))]
+    pos = [s.splits["train"]["positives"] for s in sites]
+    shares = [max(p[f] for p in pos) / max(1, sum(p[f] for p in pos)) for f in pos[0]]
+    return sum(shares) / len(shares)
 
 
 def main(argv=None) -> dict:
@@ -36,8 +41,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=2400, help="phantom images")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--local-epochs", type=int, default=2)
-    ap.add_argument("--alpha", type=float, default=0.2, help="Dirichlet concentration of the label skew")
-    ap.add_argument("--mu", type=float, default=0.05, help="FedProx's proximal weight")
+    ap.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration of the label skew")
+    ap.add_argument("--mu", default="0.001,0.01,0.05", help="FedProx's proximal weights (comma-separated)")
     args = ap.parse_args(argv)
 
     from cxr_tf.demo import phantom_records
@@ -54,9 +59,10 @@ def main(argv=None) -> dict:
         "FedAvg, IID": simulate(out / "iid", **common),
         f"FedAvg, label skew (alpha {args.alpha})": simulate(out / "skew_fedavg", skew="label", alpha=args.alpha,
                                                              compare=False, **common),
-        f"FedProx mu {args.mu}, label skew": simulate(out / "skew_fedprox", skew="label", alpha=args.alpha,
-                                                     strategy="fedprox", mu=args.mu, compare=False, **common),
     }
+    for mu in (float(m) for m in args.mu.split(",")):
+        runs[f"FedProx mu {mu:g}, label skew"] = simulate(out / f"skew_fedprox_{mu:g}", skew="label", alpha=args.alpha,
+                                                          strategy="fedprox", mu=mu, compare=False, **common)
     central = runs["FedAvg, IID"]["centralized"]
     base_val, base_test = central["val_auroc_mean"], central["test_auroc_mean"]["pooled"]
     epochs = args.rounds * args.local_epochs
@@ -69,8 +75,8 @@ def main(argv=None) -> dict:
         v, t = r["federated"]["val_auroc_mean"], r["federated"]["test_auroc_mean"]["pooled"]
         rows[name] = {"val": v, "test": t, "seconds": r["seconds"], "sites": r["sites"]}
         print(f"{name:<38} {v:>9.3f} {v / base_val:>6.2f} {t:>10.3f} {t / base_test:>6.2f} {r['seconds']:>8.0f}")
-    print("\nsites, IID:  " + _skew(runs["FedAvg, IID"]["sites"]))
-    print("sites, skew: " + _skew(runs[f"FedAvg, label skew (alpha {args.alpha})"]["sites"]))
+    print(f"\nlabel concentration (share of a finding's training positives on its largest site; 0.33 = even): "
+          f"IID {_concentration(out / 'iid'):.2f}, skew {_concentration(out / 'skew_fedavg'):.2f}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     return rows

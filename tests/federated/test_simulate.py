@@ -145,3 +145,30 @@ def test_simulate_writes_the_comparison(records_dir, tmp_path):
     assert json.loads((tmp_path / "federated" / "plan.json").read_text())["strategy"] == "fedprox"
     report = (tmp_path / "report.md").read_text()
     assert "| federated |" in report and "| centralized, same epochs |" in report
+
+
+def test_shared_findings_through_the_crosswalk(records_dir, chexpert_records):
+    (nih, nih_names), (chexpert, chexpert_names) = _shared(records_dir, chexpert_records)
+    assert (nih, chexpert) == ("chestxray14", "chexpert")
+    pairs = dict(zip(nih_names, chexpert_names))
+    assert pairs["Effusion"] == "Pleural Effusion" and pairs["Cardiomegaly"] == "Cardiomegaly"
+    assert "Infiltration" not in pairs and "No Finding" not in chexpert_names   # approximate / not mapped
+    assert len(pairs) == 7
+
+
+def _shared(*dirs):
+    from cxr_tf.federated.simulate import shared_findings
+    return shared_findings(list(dirs))
+
+
+@pytest.mark.slow
+def test_a_site_per_dataset_trains_on_the_shared_findings(records_dir, chexpert_records, tmp_path):
+    res = simulate(tmp_path, site_records=[records_dir, chexpert_records], rounds=1,
+                   train={**TRAIN, "loss": "masked_bce"})
+    assert [s["name"] for s in res["sites"]] == ["chestxray140", "chexpert1"]
+    assert "centralized" not in res                          # no pooled records to train on
+    assert set(res["federated"]["test_auroc_mean"]) == {"chestxray140", "chexpert1"}
+    rounds = pd.read_csv(tmp_path / "federated" / "rounds.csv")
+    assert {"val_auroc_mean_chestxray140", "val_auroc_mean_chexpert1"} <= set(rounds.columns)
+    from cxr_tf.models import findings_of, load_model
+    assert len(findings_of(load_model(tmp_path / "federated" / "model.keras"))) == 7
