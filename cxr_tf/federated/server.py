@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_tf import atomic
+from cxr_tf.errors import CxrError
 from cxr_tf.federated.client import load_weights, weights_record
 from cxr_tf.federated.plan import Plan
 
@@ -30,8 +31,8 @@ ROUNDS_CSV = "rounds.csv"
 MODEL = "model.keras"
 
 
-class SiteFailure(RuntimeError):
-    """A site answered a round with an error."""
+class SiteFailure(CxrError, RuntimeError):
+    """A site answered a round with an error (the command line prints it as one line)."""
 
 
 def scorer(model, cfg, records, split: str = "val", loss=None):
