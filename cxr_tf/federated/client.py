@@ -71,6 +71,8 @@ def proximal_model(inner):
     from keras import ops
 
     class Proximal(keras.Model):
+        """``inner`` with FedProx's proximal term in its training loss."""
+
         def __init__(self):
             super().__init__(name="proximal")
             self.inner = inner
@@ -79,17 +81,21 @@ def proximal_model(inner):
                                            name=f"anchor_{i}") for i, w in enumerate(inner.trainable_weights)]
 
         def call(self, x, training=False):
+            """The inner model's output."""
             return self.inner(x, training=training)
 
         def proximal_term(self):
+            """(mu/2)·Σ‖w − anchor‖² over the inner trainable weights."""
             sq = [ops.sum(ops.square(w - a)) for w, a in zip(self.inner.trainable_weights, self.anchor)]
             return 0.5 * self.mu * ops.sum(ops.stack(sq))
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            """The compiled loss plus the proximal term."""
             loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
             return loss + self.proximal_term()
 
         def set_anchor(self, mu: float):
+            """Take the current weights as the anchor, with weight ``mu``."""
             self.mu.assign(float(mu))
             for w, a in zip(self.inner.trainable_weights, self.anchor):
                 a.assign(w)
@@ -222,6 +228,7 @@ def make_client_app(plan: Plan | None = None, mods: list | None = None):
 
     @app.train()
     def train(msg: Message, context) -> Message:
+        """Local epochs from the global weights; reply the weights and training metrics."""
         p, site = _site_and_plan(plan, context)
         config = msg.content[CONFIG]
         arrays, metrics = _trainer(p, site).train(
@@ -231,6 +238,7 @@ def make_client_app(plan: Plan | None = None, mods: list | None = None):
 
     @app.evaluate()
     def evaluate(msg: Message, context) -> Message:
+        """Score the global weights on the site's validation split."""
         p, site = _site_and_plan(plan, context)
         metrics = _trainer(p, site).evaluate(msg.content[ARRAYS])
         return Message(content=RecordDict({METRICS: MetricRecord(metrics)}), reply_to=msg)

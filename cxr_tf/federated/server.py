@@ -84,13 +84,17 @@ def _strategy(plan: Plan, n_sites: int, history: dict):
         return replies
 
     class Recording(base):
+        """The strategy, recording aggregated site metrics and refusing failed rounds."""
+
         def aggregate_train(self, server_round, replies):
+            """Weighted mean of the weights (FedAvg), after checking every site answered."""
             arrays, metrics = super().aggregate_train(server_round, _checked(replies))
             history.setdefault(server_round, {}).update(
                 {f"sites_{k}": float(v) for k, v in (metrics or {}).items() if k != "num-examples"})
             return arrays, metrics
 
         def aggregate_evaluate(self, server_round, replies):
+            """Weighted mean of the sites' validation metrics."""
             metrics = super().aggregate_evaluate(server_round, _checked(replies))
             history.setdefault(server_round, {}).update(
                 {f"sites_{k}": float(v) for k, v in (metrics or {}).items() if k != "num-examples"})
@@ -183,6 +187,7 @@ def make_server_app(plan: Plan | None = None, sites: int | None = None):
 
     @app.main()
     def main(grid, context) -> None:
+        """Run the plan's rounds on the grid."""
         p = plan if plan is not None else Plan.from_json(str(context.run_config["plan"]))
         n = sites if sites is not None else int(context.run_config.get("sites", len(p.sites)))
         run_rounds(p, grid, n)
