@@ -144,7 +144,10 @@ def write_subset(records_dir, image_ids, out_dir, *, note: dict | None = None,
             data = []
             for shard, index in zip(chunk["shard"], chunk["shard_index"]):
                 if shard not in cache:
-                    cache[shard] = list(read_records(src.path / shard))
+                    try:
+                        cache[shard] = list(read_records(src.path / shard))
+                    except (OSError, ValueError) as exc:
+                        raise CxrDataError(src.path / shard, f"cannot read the shard: {exc}") from None
                 data.append(cache[shard][int(index)])
             with atomic.atomic_path(out / name) as tmp:
                 write_records(tmp, data)

@@ -123,3 +123,14 @@ def test_site_records_hold_exactly_their_images_byte_for_byte(records_dir, tmp_p
 def test_subset_refuses_unknown_images(records_dir, tmp_path):
     with pytest.raises(CxrDataError, match="not in the records"):
         write_subset(records_dir, ["no-such-image"], tmp_path / "x")
+
+
+def test_a_truncated_shard_is_named(records_dir, tmp_path):
+    import shutil
+    copy = tmp_path / "records"
+    shutil.copytree(records_dir, copy)
+    shard = sorted(copy.glob("train-*.tfrecord"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    ids = RecordsDir(copy).manifest.query("shard == @shard.name")["image_id"]
+    with pytest.raises(CxrDataError, match=shard.name):
+        write_subset(copy, ids, tmp_path / "out")

@@ -57,8 +57,14 @@ def global_model(plan: Plan):
     from cxr_tf.train import build_compiled_model, configure_tf
 
     sets = plan.evaluation
-    first = plan.config(sets[0]) if sets else plan.config(plan.sites[0]) if plan.sites else None
-    records = RecordsDir(first.records) if sets else None
+    if sets:
+        first = plan.config(sets[0])
+        records = RecordsDir(first.records)
+    else:   # a deployed coordinator without held-out records: it only averages, never scores
+        from cxr_tf.config import TrainConfig
+        first, records = TrainConfig(**plan.train).resolved(), None
+        if first.loss == "weighted_bce":   # its weights need a training split; the model is the same
+            first.loss = "bce"
     configure_tf(first)
     model = build_compiled_model(first, records)
     scorers = {}

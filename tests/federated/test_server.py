@@ -53,3 +53,14 @@ def test_a_failed_site_stops_the_round():
     failed = Message(error=Error(code=0, reason="records not found"), reply_to=failed)
     with pytest.raises(SiteFailure, match="records not found"):
         strategy.aggregate_train(1, [ok, failed])
+
+
+def test_a_coordinator_without_records_still_builds_the_model():
+    """Deployed without --val-records, the coordinator has no data: it builds the shared model to
+    start from and scores nothing."""
+    from cxr_tf.federated.server import global_model
+    from cxr_tf.models import findings_of
+
+    model, scorers = global_model(Plan(train={"preset": "tiny", "weights": "none", "image_size": 32,
+                                              "loss": "weighted_bce", "strategy": "default"}))
+    assert scorers == {} and len(findings_of(model)) == 14
