@@ -105,14 +105,43 @@ def run_simulation(plan: Plan, client_mods: list | None = None) -> None:
     from cxr_tf.federated.client import make_client_app
     from cxr_tf.federated.server import make_server_app
 
+    import psutil
     n = len(plan.sites)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     try:
         flower_run(server_app=make_server_app(plan, n), client_app=make_client_app(plan, mods=client_mods),
                    num_supernodes=n, backend_config=_backend_config())
     finally:
         import ray
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
         if ray.is_initialized():
             ray.shutdown()
+        _reap(started)
+
+
+def _reap(procs: list, timeout: float = 30.0) -> None:
+    """Wait for the processes the simulation started (ray's raylet, GCS, workers) to exit:
+    ``ray.shutdown`` signals them without waiting. What outlives ``timeout`` seconds is killed
+    and named in a warning, so no process stays behind the caller."""
+    import psutil
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        log.warning("ray process %d (%s) did not exit %.0f s after ray.shutdown; killing it",
+                    proc.pid, _name(proc), timeout)
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _name(proc) -> str:
+    """A process's name, or '?' once it is gone."""
+    import psutil
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"
 
 
 def _epoch_log(path: Path):

@@ -3,7 +3,11 @@ between a site and the coordinator is recorded as its wire bytes and inspected, 
 is checked against the sites' own replies, and no process is left behind."""
 
 import json
+import logging
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ pytest.importorskip("ray")
 
 from cxr_tf.federated.client import ALLOWED_METRICS, weight_names  # noqa: E402
 from cxr_tf.federated.plan import Plan  # noqa: E402
-from cxr_tf.federated.simulate import build_sites, run_simulation, simulate  # noqa: E402
+from cxr_tf.federated.simulate import _reap, build_sites, run_simulation, simulate  # noqa: E402
 from cxr_tf.recordsdir import RecordsDir  # noqa: E402
 from cxr_tf.tfrecord import read_records  # noqa: E402
 
@@ -73,6 +77,29 @@ def _secrets(site_records: list[str]) -> dict:
         y = m[rec.findings].to_numpy(np.float32)
         labels += [y.tobytes()[:56 * 4], y.T.copy().tobytes()[:56 * 4]]
     return {"strings": strings, "chunks": chunks, "labels": labels}
+
+
+def test_reap_waits_for_exiting_processes_and_kills_stragglers(caplog):
+    """ray.shutdown signals its processes without waiting: one that exits on its own is waited
+    for and reaped, one that ignores SIGTERM is killed after the timeout and named."""
+    import psutil
+    quits = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+                                 "print('ready', flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+    assert stubborn.stdout.readline().strip() == b"ready"
+    stubborn.terminate()                              # what ray.shutdown does
+    procs = [psutil.Process(quits.pid), psutil.Process(stubborn.pid)]
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="cxr_tf.federated.simulate"):
+        _reap(procs, timeout=3.0)
+    assert 3.0 <= time.monotonic() - t0 < 20
+    assert procs[0].returncode == 0                   # exited by itself, reaped
+    assert procs[1].returncode == -9                  # killed
+    assert _live_children() & {quits.pid, stubborn.pid} == set()
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and f"ray process {stubborn.pid}" in warned[0]
+    stubborn.stdout.close()
 
 
 @pytest.mark.slow
