@@ -18,6 +18,7 @@ pytest.importorskip("flwr")
 
 from click.testing import CliRunner  # noqa: E402
 
+import cxr_tf  # noqa: E402
 from cxr_tf.cli import main  # noqa: E402
 from cxr_tf.federated.deploy import connection_config  # noqa: E402
 from cxr_tf.partition import assign_sites, write_sites  # noqa: E402
@@ -81,6 +82,10 @@ def test_superlink_and_two_supernodes_on_loopback(records_dir, tmp_path):
     (home / "config.toml").write_text(connection_config("loopback", f"127.0.0.1:{port}"))
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
+    # the Flower tools may belong to another interpreter (a venv over system site-packages):
+    # their app processes import the cxr_tf under test, not whatever that interpreter has
+    src = str(Path(cxr_tf.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = []
@@ -103,6 +108,8 @@ def test_superlink_and_two_supernodes_on_loopback(records_dir, tmp_path):
         deadline = time.time() + 120
         while not (coord / "model.keras").is_file() and time.time() < deadline:
             time.sleep(1)
+        assert (coord / "model.keras").is_file(), ("the ServerApp wrote no model; flwr run printed:\n"
+                                                   + run.stdout[-4000:] + run.stderr[-2000:])
         rounds = pd.read_csv(coord / "rounds.csv")
         assert list(rounds["round"]) == [0, 1]
         assert 0 <= rounds["val_auroc_mean"].iloc[1] <= 1 and "sites_train_loss" in rounds

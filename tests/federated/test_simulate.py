@@ -63,6 +63,17 @@ def _live_children() -> set:
     return out
 
 
+def _cmdlines(pids) -> dict:
+    """pid -> command line, for a failure message."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+        except OSError:
+            out[pid] = "?"
+    return out
+
+
 def _secrets(site_records: list[str]) -> dict:
     """What must never leave a site: identifiers, image bytes and label arrays."""
     strings, chunks, labels = set(), [], []
@@ -110,7 +121,8 @@ def test_every_message_carries_only_weights_and_scalars(records_dir, tmp_path):
     msgs.mkdir()
     before = _live_children()
     run_simulation(plan, client_mods=[_recorder(str(msgs))])
-    assert _live_children() - before == set(), "a ray process outlived the simulation"
+    left = _live_children() - before
+    assert left == set(), f"processes outlived the simulation: {_cmdlines(left)}"
 
     descs = {p.stem: json.loads(p.read_text()) for p in msgs.glob("*.json")}
     out = {k: d for k, d in descs.items() if k.endswith("_out")}
