@@ -14,13 +14,18 @@ extra).
   (``flower-superlink`` + one ``flower-supernode`` per hospital).
 
 Flower sends usage telemetry unless ``FLWR_TELEMETRY_ENABLED=0``; importing this package turns it
-off (hospitals must opt in, not out).
+off (hospitals must opt in, not out), also when ``flwr`` was imported first (it reads the variable
+once, at import). A user who set the variable keeps their choice.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+if "FLWR_TELEMETRY_ENABLED" not in os.environ:
+    os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+    if "flwr.supercore.telemetry" in sys.modules:
+        sys.modules["flwr.supercore.telemetry"].FLWR_TELEMETRY_ENABLED = "0"
 
 STRATEGIES = ("fedavg", "fedprox")
