@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from cxr_tf import atomic
 from cxr_tf.errors import CxrConfigError
@@ -105,7 +106,6 @@ def run_simulation(plan: Plan, client_mods: list | None = None) -> None:
     from cxr_tf.federated.client import make_client_app
     from cxr_tf.federated.server import make_server_app
 
-    import psutil
     n = len(plan.sites)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     try:
@@ -123,10 +123,10 @@ def _reap(procs: list, timeout: float = 30.0) -> None:
     """Wait for the processes the simulation started (ray's raylet, GCS, workers) to exit:
     ``ray.shutdown`` signals them without waiting. What outlives ``timeout`` seconds is killed
     and named in a warning, so no process stays behind the caller."""
-    import psutil
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
-        log.warning("ray process %d (%s) did not exit %.0f s after ray.shutdown; killing it",
+        log.warning("process %d (%s), started by the simulation, did not exit %.0f s after ray.shutdown; "
+                    "killing it",
                     proc.pid, _name(proc), timeout)
         try:
             proc.kill()
@@ -137,7 +137,6 @@ def _reap(procs: list, timeout: float = 30.0) -> None:
 
 def _name(proc) -> str:
     """A process's name, or '?' once it is gone."""
-    import psutil
     try:
         return proc.name()
     except psutil.Error:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 pytest.importorskip("flwr")
@@ -51,15 +52,14 @@ def _recorder(folder: str):
 
 
 def _live_children() -> set:
-    """Processes whose parent is this one (ray's raylet and workers hang off the driver)."""
-    me, out = os.getpid(), set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Processes whose parent is this one (ray's raylet and GCS hang off the driver), zombies aside."""
+    out = set()
+    for proc in psutil.Process().children():
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            out.add(int(stat.parent.name))
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.add(proc.pid)
+        except psutil.NoSuchProcess:
+            pass
     return out
 
 
@@ -68,9 +68,9 @@ def _cmdlines(pids) -> dict:
     out = {}
     for pid in pids:
         try:
-            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
-            out[pid] += " | state " + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+            proc = psutil.Process(pid)
+            out[pid] = f"{' '.join(proc.cmdline())[:300]} | {proc.status()}"
+        except psutil.Error:
             out[pid] = "?"
     return out
 
@@ -94,7 +94,6 @@ def _secrets(site_records: list[str]) -> dict:
 def test_reap_waits_for_exiting_processes_and_kills_stragglers(caplog):
     """ray.shutdown signals its processes without waiting: one that exits on its own is waited
     for and reaped, one that ignores SIGTERM is killed after the timeout and named."""
-    import psutil
     quits = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
     stubborn = subprocess.Popen([sys.executable, "-c",
                                  "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
@@ -110,7 +109,7 @@ def test_reap_waits_for_exiting_processes_and_kills_stragglers(caplog):
     assert procs[1].returncode == -9                  # killed
     assert _live_children() & {quits.pid, stubborn.pid} == set()
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 1 and f"ray process {stubborn.pid}" in warned[0]
+    assert len(warned) == 1 and f"process {stubborn.pid}" in warned[0]
     stubborn.stdout.close()
 
 
