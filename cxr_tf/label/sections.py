@@ -16,6 +16,12 @@ _HEADER = re.compile(
     r"(?im)^[ \t]*(?P<name>final report|examination|exam|indications?|history|clinical (?:history|information)|"
     r"reason for (?:exam|examination)|technique|procedure|comparisons?|findings and impressions?|findings|"
     r"impressions?|conclusions?|summary|opinion|recommendations?|notification|wet read|addendum)\b[ \t]*:?")
+# A header inside a line, as when a report's sections are joined on one line ("FINDINGS: ... IMPRESSION:
+# ..."; OpenI and the CheXpert labeler's CSV): only in capitals, only with its colon, and only at the
+# start of a word (checked in _inline: a leading look-behind would make the scan 3x slower).
+_INLINE = re.compile(r"(?P<name>FINDINGS AND IMPRESSIONS?|FINDINGS|IMPRESSIONS?|CONCLUSIONS?|SUMMARY|"
+                     r"COMPARISONS?|INDICATIONS?|HISTORY|TECHNIQUE|ADDENDUM)[ \t]*:")
+_NOT_BEFORE = re.compile(r"[\w/]")
 _ADDENDUM_LINE = re.compile(r"(?m)^[ \t]*_{8,}[ \t]*$")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _KIND = {"findings": "findings", "findings and impression": "impression", "findings and impressions": "impression",
@@ -23,13 +29,19 @@ _KIND = {"findings": "findings", "findings and impression": "impression", "findi
          "conclusions": "impression", "summary": "impression", "opinion": "impression", "addendum": "addendum"}
 
 
+def _inline(text: str) -> list[re.Match]:
+    """Inline headers that start a word."""
+    return [h for h in _INLINE.finditer(text) if not (h.start() and _NOT_BEFORE.match(text, h.start() - 1))]
+
+
 def split(text: str) -> dict[str, str]:
     """The text of each section kind found (``findings``, ``impression``, ``addendum``, ``other``)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    parts = _ADDENDUM_LINE.split(text)
+    parts = _ADDENDUM_LINE.split(text) if "________" in text else [text]
     main, addenda = parts[0], [p for p in parts[1:] if p.strip()]
     out: dict[str, list[str]] = {}
-    heads = list(_HEADER.finditer(main))
+    heads = sorted({h.end(): h for h in [*_inline(main), *_HEADER.finditer(main)]}.values(),
+                   key=lambda h: h.start())
     if not heads:
         out["other"] = [main]
     else:
@@ -46,7 +58,8 @@ def split(text: str) -> dict[str, str]:
 
 def last_paragraph(text: str) -> str:
     """The last non-empty paragraph of the report's main part."""
-    main = _ADDENDUM_LINE.split(text.replace("\r\n", "\n"))[0]
+    text = text.replace("\r\n", "\n")
+    main = _ADDENDUM_LINE.split(text)[0] if "________" in text else text
     paragraphs = [p.strip() for p in _PARAGRAPH.split(main) if p.strip()]
     return paragraphs[-1] if paragraphs else ""
 
@@ -64,7 +77,7 @@ def select(text: str, sections: str = "impression") -> str:
     else:
         chosen = "\n\n".join(found[k] for k in ("findings", "impression") if k in found)
     if not chosen:      # a structured report without either section: its last paragraph; free text: all
-        chosen = last_paragraph(text) if _HEADER.search(text) else text
+        chosen = last_paragraph(text) if _HEADER.search(text) or _inline(text) else text
     if found.get("addendum"):
         chosen = f"{chosen}\n\n{found['addendum']}"
     return chosen
