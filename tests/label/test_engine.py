@@ -98,3 +98,84 @@ def test_sections_choose_the_impression():
 def test_empty_and_non_text_reports():
     frame = label_reports(["", None, "   "])
     assert frame.isna().all().all()
+
+
+def test_inline_section_headers():
+    # OpenI and the CheXpert labeler's CSV join the sections on one line
+    report = "FINDINGS: Small left effusion. No pneumothorax. IMPRESSION: Stable cardiomegaly."
+    assert label_one(report) == {"Cardiomegaly": 1.0}                                  # chexpert: impression
+    assert label_one(report, "chestxray14") == {"Effusion": 1.0, "Pneumothorax": 0.0, "Cardiomegaly": 1.0}
+    assert label_one(report, sections="findings,impression")["Pleural Effusion"] == 1.0
+    # a capitalised word that is not a header, and a lower-case one, stay text
+    assert label_one("Heart size normal. The FINDINGS below: small effusion.") == {"Cardiomegaly": 0.0,
+                                                                                  "Pleural Effusion": 1.0}
+    assert label_one("IMPRESSION: see findings: no effusion.") == {"Pleural Effusion": 0.0, "No Finding": 1.0}
+
+
+def _shipped_patterns():
+    import tomllib
+
+    from cxr_tf.label.engine import HERE
+
+    found = []
+    for name in ("rules", "chexpert", "chestxray14"):
+        data = tomllib.loads((HERE / f"{name}.toml").read_text())
+
+        def walk(node):
+            if isinstance(node, dict):
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list) and all(isinstance(p, str) for p in node):
+                found.extend(p for p in node if "\\" in p or p in (",", ";"))
+        walk({k: v for k, v in data.items() if k not in ("order", "no_finding_ignores", "conventions")})
+    return found
+
+
+def test_needles_never_reject_a_matching_text():
+    import re
+
+    from cxr_tf.label.engine import needles, sentences
+
+    assert needles([r"\bmay (?:represent|be)\b"]) == {"may "}
+    assert needles([r"\b(?:heart|cardiac) size\b"]) == {"heart", "cardiac"}
+    assert needles([r"\b(?:o)?edema\b", r"\?"]) == {"edema", "?"}
+    assert needles([r"\bno\b", r"\w+"]) is None                            # \w+ has no plain string
+    texts = [s for line in (HERE / "sentences.txt").read_text().splitlines() if not line.startswith(("#", "@"))
+             for s in sentences(line.partition("|")[0])]
+    assert len(texts) > 250
+    for p in _shipped_patterns():
+        required = needles([p])
+        for text in texts:
+            if re.search(p, text):
+                assert required is None or any(n in text for n in required), (p, text)
+
+
+def test_fast_unions_match_the_plain_alternation_and_name_classes():
+    import re
+
+    from cxr_tf.label.engine import Classes, _compile_union, rules, sentences
+
+    text = " ".join(sentences(" ".join(line.partition("|")[0] for line in
+                                       (HERE / "sentences.txt").read_text().splitlines())))
+    r = rules()
+    for classes in [*r.kinds.values(), r.pseudo, r.terminators, r.negation_terminators]:
+        plain = re.compile("|".join(f"(?:{p})" for name in classes.names
+                                    for p in _table(classes)[name]))
+        assert [m.span() for m in plain.finditer(text)] == [(a, b) for a, b, _ in classes.find(text)]
+    assert _compile_union([]) is None
+    hedges = Classes("uncertain_pre", {"possible": [r"\bpossibl[ey]\b"], "alternative": [r"\bversus\b", r"\?"]})
+    assert hedges.find("possible effusion versus atelectasis?") == [(0, 8, "possible"), (18, 24, "alternative"),
+                                                                     (36, 37, "alternative")]
+
+
+def _table(classes):
+    import tomllib
+
+    from cxr_tf.label.engine import HERE
+
+    data = tomllib.loads((HERE / "rules.toml").read_text())
+    for key in ("uncertain_pre", "uncertain_post", "negation_pre", "negation_post", "pseudo", "terminators",
+                "negation_terminators"):
+        if list(data[key]) == classes.names:
+            return data[key]
+    raise AssertionError(classes.names)
