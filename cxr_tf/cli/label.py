@@ -13,22 +13,30 @@ from cxr_tf.cli.common import of
 @click.option("--vocabulary", "vocab", default="chexpert", show_default=True,
               type=of("cxr_tf.label.engine", "VOCABULARIES"),
               help="chexpert: 14 observations, 1/0/-1/blank; chestxray14: 14 NIH findings and No Finding.")
-@click.option("--sections", default="impression", show_default=True, type=of("cxr_tf.label.sections", "CHOICES"),
-              help="impression: impression, else findings, else the last paragraph (MIMIC-CXR's order).")
+@click.option("--sections", default=None, type=of("cxr_tf.label.sections", "CHOICES"),
+              help="impression: impression, else findings, else the last paragraph (MIMIC-CXR's order); "
+                   "findings,impression: both; all: the whole text. [default: the vocabulary's: impression "
+                   "for chexpert, findings,impression for chestxray14]")
 @click.option("--column", default=None, help="The report column of a CSV with a header.")
 @click.option("--uncertain", default="negative", show_default=True,
               type=click.Choice(["negative", "positive", "uncertain"]),
               help="chestxray14: what an uncertain mention becomes (chexpert keeps -1).")
+@click.option("--explain", "explain", default=None, type=click.Path(dir_okay=False),
+              help="Also write the audit trail here (JSON lines): for each report and each mention, the "
+                   "sentence, the matched phrase, the trigger and the rule that decided.")
 @click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
-def label(input_path, out_csv, vocab, sections, column, uncertain, workers):
+def label(input_path, out_csv, vocab, sections, column, uncertain, explain, workers):
     """Label free-text reports: a headerless report CSV (the CheXpert labeler's convention), a CSV
     with --column, a folder of .txt reports, or the MIMIC-CXR reports zip or tree."""
     from cxr_tf.label import label_file
 
     s = label_file(input_path, out_csv, vocab=vocab, sections=sections, column=column,
-                   uncertain=uncertain if vocab == "chestxray14" else "uncertain", workers=workers)
-    click.echo(f"labeled {s['reports']} reports ({s['input']}) into {out_csv}: {s['positive']} positive, "
-               f"{s['uncertain']} uncertain, {s['negative']} negative mentions")
+                   uncertain=uncertain if vocab == "chestxray14" else "uncertain", workers=workers,
+                   explain=explain)
+    click.echo(f"labeled {s['reports']} reports ({s['input']}, sections {s['sections']}) into {out_csv}: "
+               f"{s['positive']} positive, {s['uncertain']} uncertain, {s['negative']} negative mentions")
+    if explain:
+        click.echo(f"audit trail: {explain}")
 
 
 def register(group: click.Group) -> None:
