@@ -27,10 +27,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=15)
     args = ap.parse_args(argv)
 
-    from cxr_tf.evaluate import evaluate
-    from cxr_tf.prepare import prepare
-    from cxr_tf.synth import chestxray14, chexpert, mimic
-    from cxr_tf.train import TrainConfig, train
+    from cxr_tf.evaluation.evaluate import evaluate
+    from cxr_tf.records.prepare import prepare
+    from cxr_tf.datasets.chestxray14 import phantom as chestxray14
+    from cxr_tf.datasets.chexpert import phantom as chexpert
+    from cxr_tf.datasets.mimic import phantom as mimic
+    from cxr_tf.training.train import TrainConfig, train
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

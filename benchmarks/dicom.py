@@ -3,7 +3,7 @@
 Generates ``--n`` realistic-size radiographs (2048x2048, 12 bits stored) in a temporary folder, a
 mix of Explicit VR Little Endian, RLE Lossless and JPEG 2000 Lossless, half MONOCHROME1, each with
 made-up identifiers (``cxr_tf.synth.phi``), then times the conversion with ``--png`` (in-process
-:func:`cxr_tf.dicomtool.convert`: read, decode, display pipeline, de-identify, PNG) at 1 worker
+:func:`cxr_tf.dicom.tool.convert`: read, decode, display pipeline, de-identify, PNG) at 1 worker
 and at 2 workers, in interleaved rounds so that machine load hits both alike; prints the median
 seconds per file of each and the ratio. Results are also written to ``benchmarks/out/dicom.json``.
 """
@@ -63,7 +63,7 @@ def write_files(folder: Path, n: int, size: int) -> dict:
 
 def run(n: int, size: int, rounds: int, workers: int) -> dict:
     """Generate the files and time the conversion at 1 and ``workers`` workers."""
-    from cxr_tf.dicomtool import convert
+    from cxr_tf.dicom.tool import convert
 
     os.environ.setdefault("CXR_TF_PROGRESS", "0")
     work = Path(tempfile.mkdtemp(prefix="cxr_dicom_bench_"))
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     print(f"  1 worker : {res['s_per_file_1_worker']:.3f} s/file")
     print(f"  {w} workers: {res[f's_per_file_{w}_workers']:.3f} s/file")
     print(f"  {w} workers vs 1: {res[f'speedup_{w}_workers_over_1']:.2f}x faster")
-    from cxr_tf.atomic import write_json
+    from cxr_tf.core.atomic import write_json
     write_json(OUT / "dicom.json", res)
     return 0
 

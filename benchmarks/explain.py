@@ -6,7 +6,7 @@ Timing uses random weights (cost does not depend on them); each method is timed 
 a warm-up call, and reported per image and as a ratio to plain CAM measured in the same run.
 With ``--run`` it also scores localization on that run's phantom test boxes for ``--localize``
 methods (default CAM and Grad-CAM), beside the pointing game and the oracle ceiling of the model's
-feature grid (``cxr_tf.localize``).
+feature grid (``cxr_tf.explain.localize``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def main(argv=None) -> dict:
     for method, s in res.items():
         print(f"{method:11s} {s:8.2f} s/image   {s / res.get('cam', s):8.1f} x CAM")
     if args.run:
-        from cxr_tf.localize import localize_run
+        from cxr_tf.explain.localize import localize_run
         for method in args.localize.split(","):
             table = localize_run(args.run, method, write=False)
-            from cxr_tf.localize import summarize
+            from cxr_tf.explain.localize import summarize
             s = summarize(table)
             print(f"\nlocalization ({method}) accuracy at T(IoBB)=0.5:")
             print(s[s["T"] == 0.5][["finding", "accuracy", "avg_false_positives", "boxes", "pointing",

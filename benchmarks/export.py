@@ -19,7 +19,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--backbone", default="densenet121")
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args(argv)
-    from cxr_tf.export import FORMATS, export
+    from cxr_tf.interop.export import FORMATS, export
     from cxr_tf.models import save_model
     from cxr_tf.models.build import build_model
 

@@ -27,7 +27,7 @@ def _concentration(out: Path) -> float:
     """How skewed the sites are: per finding, the share of its training positives on the site
     holding most of them, averaged over findings (1/3 for an even split over 3 sites, 1 when
     every finding lives on one site)."""
-    from cxr_tf.recordsdir import RecordsDir
+    from cxr_tf.records.reader import RecordsDir
     sites = [RecordsDir(p) for p in sorted((out / "sites").glob("site_*"))]
     pos = [s.splits["train"]["positives"] for s in sites]
     shares = [max(p[f] for p in pos) / max(1, sum(p[f] for p in pos)) for f in pos[0]]
@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--mu", default="0.001,0.01,0.05", help="FedProx's proximal weights (comma-separated)")
     args = ap.parse_args(argv)
 
-    from cxr_tf.demo import phantom_records
+    from cxr_tf.records.phantom import phantom_records
     from cxr_tf.federated.simulate import simulate
 
     out = Path(args.out)

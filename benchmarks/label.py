@@ -145,9 +145,9 @@ def _phantom_reports(n: int, seed: int = 0):
     """n phantom reports and their true labels (the CheXpert states the phantom writer assigns)."""
     from dataclasses import replace
 
-    from cxr_tf import cards
-    from cxr_tf.synth import chexpert as cx
-    from cxr_tf.synth.mimic import plan, study_report
+    from cxr_tf.core import cards
+    from cxr_tf.datasets.chexpert import phantom as cx
+    from cxr_tf.datasets.mimic.phantom import plan, study_report
 
     order = cards.dataset_card("mimic")["findings"]
     plans = plan(int(n * 1.6), max(3, n // 3), seed)[:n]

@@ -6,7 +6,7 @@ For each box list (the real NIH ``BBox_List_2017.csv`` when ``--nih`` or ``../sh
 is there; freshly drawn phantoms always) and each input size with a stride-32 backbone (DenseNet121
 and ResNet50 both end at stride 32), it scores an *oracle* CAM: the ground-truth box mask averaged
 over each cell of the S x S feature grid, upsampled, normalised to [0, 255], thresholded at 60 and
-180, boxed and scored exactly like a model's CAM (``cxr_tf.localize``). That is the best any CAM
+180, boxed and scored exactly like a model's CAM (``cxr_tf.explain.localize``). That is the best any CAM
 on that grid can be expected to do. The baseline in the same run is the paper's Table 4
 (1024 px input, S = 32) and, for phantoms, the 128-px demo (S = 4); ratios are printed against
 the ceiling.
@@ -30,9 +30,9 @@ T = 0.5
 
 
 def _boxes(data_dir: Path) -> pd.DataFrame:
-    from cxr_tf import cards
-    from cxr_tf.findings import vocabulary
-    from cxr_tf.sources.chestxray14 import find_file, read_boxes
+    from cxr_tf.core import cards
+    from cxr_tf.vocab.findings import vocabulary
+    from cxr_tf.datasets.chestxray14.source import find_file, read_boxes
     layout = cards.dataset_card("chestxray14")["layout"]
     path = find_file(data_dir, layout["bbox_file"])
     if path is None:
@@ -42,7 +42,7 @@ def _boxes(data_dir: Path) -> pd.DataFrame:
 
 def ceiling_by_size(boxes: pd.DataFrame, sizes=SIZES) -> pd.DataFrame:
     """Finding x input size -> oracle accuracy at T(IoBB) = 0.5 (and the box count)."""
-    from cxr_tf.localize import oracle_ceiling, summarize
+    from cxr_tf.explain.localize import oracle_ceiling, summarize
     cols = {}
     for size in sizes:
         s = summarize(oracle_ceiling(boxes, grid=size // STRIDE, image_size=size))
@@ -61,7 +61,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     pd.set_option("display.width", 200)
-    from cxr_tf import cards
+    from cxr_tf.core import cards
     ref = cards.reproduction("chestxray8")["reference"]["localization"]
     paper = pd.Series(ref["accuracy"][ref["T"].index(T)], index=ref["findings"])
     out = {}
@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
         out["nih"] = table.to_dict()
     else:
         print(f"(no NIH box list at {args.nih}; phantoms only)\n")
-    from cxr_tf.synth.chestxray14 import write_dataset
+    from cxr_tf.datasets.chestxray14.phantom import write_dataset
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_dataset(tmp, n_images=args.phantom_images, size=128, seed=0)

@@ -25,11 +25,11 @@ import pandas as pd
 
 def run_size(data_dir: Path, out: Path, size: int, epochs: int) -> dict:
     """prepare -> train -> evaluate -> localize at one input size; returns timings and tables."""
-    from cxr_tf.evaluate import evaluate
-    from cxr_tf.localize import localize_run, summarize
-    from cxr_tf.prepare import prepare
-    from cxr_tf.reproduce import resolve
-    from cxr_tf.train import TrainConfig, train
+    from cxr_tf.evaluation.evaluate import evaluate
+    from cxr_tf.explain.localize import localize_run, summarize
+    from cxr_tf.records.prepare import prepare
+    from cxr_tf.studies.reproduce import resolve
+    from cxr_tf.training.train import TrainConfig, train
     cfg, _ = resolve("chexnet", demo=True, overrides={"image_size": size, "epochs": epochs})
     records, run = out / f"records_{size}", out / f"run_{size}"
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     data_dir = out / "phantom"
     if not (data_dir / "Data_Entry_2017_v2020.csv").is_file():
-        from cxr_tf.synth.chestxray14 import write_dataset
+        from cxr_tf.datasets.chestxray14.phantom import write_dataset
         write_dataset(data_dir, n_images=args.images, n_patients=args.images // 3, size=max(sizes), seed=0)
     results = [run_size(data_dir, out, size, args.epochs) for size in sizes]
     base = results[0]["summary"]

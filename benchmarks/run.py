@@ -62,7 +62,7 @@ def _pil_decode_resize(paths, size):
 
 def bench_prepare(data: Path, work: Path, size: int, workers: int) -> dict:
     """prepare throughput vs a single-process decode+resize loop on the same PNGs."""
-    from cxr_tf.prepare import prepare
+    from cxr_tf.records.prepare import prepare
     paths = sorted(data.glob("images_*/images/*.png"))
     base = _pil_decode_resize(paths, size)
     out = {"images": len(paths), "baseline_single_process_decode_resize_img_s": base}
@@ -84,7 +84,7 @@ def bench_pipeline(data: Path, records: Path, image_size: int, batch: int, crop:
     from PIL import Image
 
     from cxr_tf.pipeline import Augment, make_dataset, split_files
-    from cxr_tf.recordsdir import load_summary
+    from cxr_tf.records.reader import load_summary
 
     IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
         results["cli"] = bench_cli()
         _print("cli", results["cli"])
     if only & {"prepare", "pipeline"}:
-        from cxr_tf.synth.chestxray14 import write_dataset
+        from cxr_tf.datasets.chestxray14.phantom import write_dataset
         with tempfile.TemporaryDirectory(prefix="cxr_bench_") as tmp:
             work = Path(tmp)
             t = time.perf_counter()
@@ -186,7 +186,7 @@ def main(argv=None) -> dict:
                                                      args.image_size, args.batch)
                 _print("pipeline", results["pipeline"])
                 # CheXNet's recipe: records stored at the input size, random flip only
-                from cxr_tf.prepare import prepare
+                from cxr_tf.records.prepare import prepare
                 prepare("chestxray14", work / "nih", work / "rec_input_size", size=args.image_size,
                         workers=args.workers)
                 results["pipeline_recipe"] = bench_pipeline(work / "nih", work / "rec_input_size",

@@ -23,7 +23,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     import pandas as pd
 
-    from cxr_tf.stats import stats
+    from cxr_tf.studies.stats import stats
 
     label_file = Path(args.data_dir) / "Data_Entry_2017_v2020.csv.gz"
     out = Path(tempfile.mkdtemp())

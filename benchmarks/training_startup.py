@@ -34,7 +34,7 @@ variant, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), i
 if variant == "cxr_tf":
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 from cxr_tf.models import build_model
-from cxr_tf.optimizers import FusedAdam
+from cxr_tf.models.optimizers import FusedAdam
 keras.utils.set_random_seed(0)
 model = build_model("chexnet", weights=None, image_size=size)
 opt = FusedAdam(1e-3) if variant == "cxr_tf" else keras.optimizers.Adam(1e-3)

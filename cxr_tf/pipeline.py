@@ -21,8 +21,8 @@ import tensorflow as tf
 
 import numpy as np
 
-from cxr_tf.findings import IGNORE, LSR_RANGES, check_policies, policies, train_targets
-from cxr_tf.recordsdir import RecordsDir
+from cxr_tf.vocab.findings import IGNORE, LSR_RANGES, check_policies, policies, train_targets
+from cxr_tf.records.reader import RecordsDir
 
 @dataclass(frozen=True)
 class Augment:
@@ -44,7 +44,7 @@ NO_AUGMENT = Augment(hflip=False)
 
 
 def features_spec(num_findings: int) -> dict:
-    """The parsing spec of one record (see :mod:`cxr_tf.records` for the schema)."""
+    """The parsing spec of one record (see :mod:`cxr_tf.records.writer` for the schema)."""
     return {
         "image": tf.io.FixedLenFeature([], tf.string),
         "image_id": tf.io.FixedLenFeature([], tf.string),
@@ -67,7 +67,7 @@ def split_files(records_dir, split: str) -> tuple[list[str], int, dict]:
 def targets(labels: tf.Tensor, uncertain="ignore", blank: str = "zeros", findings=None,
             seed: tf.Tensor | None = None, soft: tf.Tensor | None = None) -> tf.Tensor:
     """Label states [..., K] -> training targets, per finding, as
-    :func:`cxr_tf.findings.train_targets` does in NumPy; with ``seed`` (training) the
+    :func:`cxr_tf.vocab.findings.train_targets` does in NumPy; with ``seed`` (training) the
     label-smoothed policies draw their uncertain targets per entry, and ``soft`` (same shape, NaN
     where absent) replaces the uncertain entries of ``selftrained`` findings."""
     check_policies(uncertain, blank)
@@ -174,7 +174,7 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     ``affine`` (for mapping heatmaps back to original pixels). ``batch_size`` is the global batch
     size under a distribution strategy. ``findings`` selects (and orders) label columns by name,
     e.g. the 8 ChestX-ray8 findings out of 14. ``uncertain`` is a policy name or a per-finding
-    mapping (:mod:`cxr_tf.findings`); ``soft_targets`` (a DataFrame indexed by image_id with one
+    mapping (:mod:`cxr_tf.vocab.findings`); ``soft_targets`` (a DataFrame indexed by image_id with one
     column per finding, NaN where absent) gives the ``selftrained`` findings' soft targets.
     Images are decoded per element; resizing, augmentation and targets run per batch.
     """

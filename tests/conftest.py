@@ -46,7 +46,7 @@ def _two_logical_cpus():
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A small phantom ChestX-ray14 directory in the real layout (96 images, 64 px)."""
-    from cxr_tf.synth.chestxray14 import write_dataset
+    from cxr_tf.datasets.chestxray14.phantom import write_dataset
 
     out = tmp_path_factory.mktemp("phantom_nih")
     write_dataset(out, n_images=96, n_patients=30, size=64, seed=3, workers=1)
@@ -55,7 +55,7 @@ def phantom_dir(tmp_path_factory) -> Path:
 
 def _prepared(tmp_path_factory, folder: str, dataset: str, data_dir, **kw) -> Path:
     """A phantom dataset prepared into TFRecords at 48 px in a fresh temporary folder."""
-    from cxr_tf.prepare import prepare
+    from cxr_tf.records.prepare import prepare
 
     out = tmp_path_factory.mktemp(folder)
     prepare(dataset, data_dir, out, size=48, **kw)
@@ -72,7 +72,7 @@ def records_dir(phantom_dir, tmp_path_factory) -> Path:
 def chexpert_dir(tmp_path_factory) -> Path:
     """A small phantom CheXpert release in the real layout, with the labelled test set; returns
     the folder holding train.csv and valid.csv."""
-    from cxr_tf.synth.chexpert import write_dataset
+    from cxr_tf.datasets.chexpert.phantom import write_dataset
 
     info = write_dataset(tmp_path_factory.mktemp("phantom_chexpert"), n_images=140, n_patients=36, size=64,
                          seed=4, workers=1, test_set=True)
@@ -89,7 +89,7 @@ def chexpert_records(chexpert_dir, tmp_path_factory) -> Path:
 def mimic_dirs(tmp_path_factory) -> dict:
     """The same phantom MIMIC release twice, from one plan: ``{"jpg": MIMIC-CXR-JPG 2.1.0 folder,
     "dicom": MIMIC-CXR (DICOM) folder}``."""
-    from cxr_tf.synth.mimic import write_dataset
+    from cxr_tf.datasets.mimic.phantom import write_dataset
 
     root = tmp_path_factory.mktemp("phantom_mimic")
     kw = dict(n_images=90, n_patients=24, size=64, seed=6, workers=1)
@@ -106,7 +106,7 @@ def mimic_records(mimic_dirs, tmp_path_factory) -> Path:
 
 def _tiny_config(records, out, **kw):
     """A TrainConfig for the tiny preset at 48 px, two epochs (a few seconds of training)."""
-    from cxr_tf.train import TrainConfig
+    from cxr_tf.training.train import TrainConfig
     base = dict(records=str(records), out=str(out), preset="tiny", weights=None, epochs=2,
                 batch_size=8, image_size=48, verbose=0, strategy="default")
     base.update(kw)
@@ -118,7 +118,7 @@ def tiny_run(records_dir, tmp_path_factory) -> Path:
     """A finished tiny-preset training run on ``records_dir`` (shared by train/evaluate/localize
     tests), with the TensorBoard Grad-CAM images ``cxr-tf train`` adds."""
     from cxr_tf.explain.tensorboard import cam_images_for
-    from cxr_tf.train import planned_config, train
+    from cxr_tf.training.train import planned_config, train
     out = tmp_path_factory.mktemp("run") / "tiny"
     cfg = _tiny_config(records_dir, out)
     train(cfg, callbacks=[cam_images_for(planned_config(cfg, False)[0], out)])

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from cxr_tf.errors import CxrDataError
-from cxr_tf.recordsdir import load_summary
+from cxr_tf.core.errors import CxrDataError
+from cxr_tf.records.reader import load_summary
 from cxr_tf.pipeline import Augment, distribute, make_dataset, preprocess_batch, read_examples, targets
 
 

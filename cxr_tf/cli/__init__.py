@@ -2,7 +2,7 @@
 ``heatmaps``) registered on it. Heavy modules are imported inside the commands, and choice lists
 come from the registries lazily, so ``cxr-tf --help`` never imports TensorFlow or pydicom.
 
-Errors cxr_tf raises on purpose (:class:`cxr_tf.errors.CxrError`: bad input data, bad choices)
+Errors cxr_tf raises on purpose (:class:`cxr_tf.core.errors.CxrError`: bad input data, bad choices)
 print as one line and exit with code 2; anything else is a bug and shows its traceback."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cxr_tf.errors import CxrConfigError, CxrError
+from cxr_tf.core.errors import CxrConfigError, CxrError
 
 AREAS = ("data", "model", "heatmaps", "dicom", "label", "tune", "federated")
 

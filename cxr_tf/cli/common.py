@@ -38,13 +38,13 @@ def datasets() -> LazyChoice:
 def presets_of(table: str) -> LazyChoice:
     """Names in a ``presets.toml`` table (``presets``, ``backbones``, ``losses``, ...)."""
     def load():
-        from cxr_tf import presets
+        from cxr_tf.models import presets
         return presets.names(table)
     return LazyChoice(load)
 
 
 def of(module: str, name: str) -> LazyChoice:
-    """The names in a module-level tuple, e.g. ``of("cxr_tf.findings", "UNCERTAIN_POLICIES")``."""
+    """The names in a module-level tuple, e.g. ``of("cxr_tf.vocab.findings", "UNCERTAIN_POLICIES")``."""
     def load():
         import importlib
         return getattr(importlib.import_module(module), name)
@@ -57,6 +57,20 @@ def echo_skipped(skipped) -> None:
         click.echo(f"skipped {len(skipped)} unreadable image(s):")
         for path, why in skipped:
             click.echo(f"  {path}: {why}")
+
+
+def train_settings(*, defaults=None, config_file=None, named=None, sets=(), fixed=None,
+                   ctx: click.Context | None = None) -> dict:
+    """The TrainConfig fields of a command, in the one precedence every command uses (lowest
+    first): the command's own ``defaults``, a ``--config`` file, the named options the user typed
+    (``--epochs``, ``--lr``: with ``ctx``, only those given on the command line), ``--set`` pairs,
+    then what the command itself ``fixed`` (``--out``). A recipe or preset sits beneath all of them
+    where the command reads one (:func:`cxr_tf.core.settings.layered`)."""
+    from cxr_tf.core.settings import layered
+    from cxr_tf.training.config import load_file, parse_set
+
+    named = given(ctx, named) if ctx is not None and named else named
+    return layered(defaults, load_file(config_file) if config_file else None, named, parse_set(sets), fixed)
 
 
 def given(ctx: click.Context, mapping: dict) -> dict:

@@ -27,7 +27,7 @@ def synth(dataset, out_dir, n_images, patients, size, seed, dicom):
     BBox list, official lists, images_0NN/images/; mimic: MIMIC-CXR-JPG, or MIMIC-CXR with --dicom)."""
     import inspect
 
-    from cxr_tf.errors import CxrConfigError
+    from cxr_tf.core.errors import CxrConfigError
     from cxr_tf.sources import synth_writer
 
     writer = synth_writer(dataset)
@@ -44,7 +44,7 @@ def synth(dataset, out_dir, n_images, patients, size, seed, dicom):
 def _options(pairs, extra=()) -> dict:
     """``--option KEY=VALUE`` pairs, and source options written as flags (``--labels negbio``,
     ``--limit-studies=100``), -> a dict; values read as TOML (numbers, lists, strings)."""
-    from cxr_tf.config import parse_value
+    from cxr_tf.core.settings import parse_value
     out = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -72,12 +72,12 @@ def _options(pairs, extra=()) -> dict:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Records directory to write.")
 @click.option("--split", default="official", show_default=True,
-              type=of("cxr_tf.splits", "METHODS"),
+              type=of("cxr_tf.sources.splits", "METHODS"),
               help="official: the dataset's own split (validation carved out by patient); random: patient-level.")
 @click.option("--size", default=256, show_default=True, help="Stored image side in pixels.")
 @click.option("--aspect", default="pad", show_default=True, type=of("cxr_tf.imaging.geometry", "ASPECTS"),
               help="How non-square images become square (recorded per image).")
-@click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records", "ENCODINGS"),
+@click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records.writer", "ENCODINGS"),
               help="Storage format of the resized images (png is lossless).")
 @click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
 @click.option("--images-per-shard", default=512, show_default=True)
@@ -92,7 +92,7 @@ def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, work
             seed, allow_missing, options):
     """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT.
     Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value."""
-    from cxr_tf.prepare import prepare as run
+    from cxr_tf.records.prepare import prepare as run
 
     s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
             allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
@@ -119,7 +119,7 @@ def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, work
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 def summary(records_dir):
     """Print a records directory's summary.json (without the per-image sizes)."""
-    from cxr_tf.recordsdir import load_summary
+    from cxr_tf.records.reader import load_summary
 
     s = load_summary(records_dir)
     s.pop("image_sizes", None)
@@ -129,12 +129,14 @@ def summary(records_dir):
 @click.command("datasets")
 def list_datasets():
     """The registered datasets: their cards, what prepare reads, and the source options."""
-    from cxr_tf import cards, sources
+    from cxr_tf.core import cards
+    from cxr_tf import sources
 
     for name in sources.names():
         card = cards.dataset_card(name)
         click.echo(f"{name}: {card.get('title', '')}")
-        click.echo(f"  source {card['source']}; synth: {'yes' if name in sources.synth_names() else 'no'}")
+        click.echo(f"  folder {cards.card_path('datasets', name).parent} (card, source, phantom); "
+                   f"TFDS builder {card['tfds']['name']}")
         for key, text in sources.get(name).OPTIONS.items():
             click.echo(f"  --{key.replace('_', '-')} ...  {text}")
 
@@ -148,7 +150,7 @@ def list_datasets():
 @click.option("--out", "out_dir", default="stats", show_default=True, type=click.Path(file_okay=False))
 def stats_command(dataset, data_dir, manifest_csv, out_dir):
     """Descriptive statistics (stats.md, CSV tables, PNG figures) of a dataset's label file or a manifest."""
-    from cxr_tf.stats import stats
+    from cxr_tf.studies.stats import stats
 
     c = stats(out_dir, dataset=dataset, data_dir=data_dir, manifest=manifest_csv)
     click.echo(f"{c['images']:,} images ({c['images_on_disk']:,} on disk), {c['patients']:,} patients, "

@@ -20,7 +20,7 @@ import click
 def dicom(paths, out_dir, image_format, keep_phi, salt, workers):
     """Read DICOM files (or folders of them) into OUT/metadata.csv, one row per file, de-identified
     by default; unreadable files are listed with the reason in OUT/errors.csv."""
-    from cxr_tf.dicomtool import convert
+    from cxr_tf.dicom.tool import convert
 
     s = convert(paths, out_dir, image_format=image_format, keep_phi=keep_phi, salt=salt, workers=workers)
     click.echo(f"converted {s['converted']} of {s['files']} file(s) into {out_dir}/metadata.csv"

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_tf.cli.common import of
-
-
-def _settings(config_file, sets) -> dict:
-    from cxr_tf.config import load_file, parse_set
-    values = load_file(config_file) if config_file else {}
-    values.update(parse_set(sets))
-    return values
+from cxr_tf.cli.common import of, train_settings
 
 
 def _plan_options(f):
@@ -42,7 +35,7 @@ def _mu(strategy: str, mu):
               help="CSV of site and patient (or image_id): the sites, instead of --sites/--skew.")
 @click.option("--site-records", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="One site per records directory (e.g. NIH and CheXpert), on the findings they share.")
-@click.option("--skew", default="none", show_default=True, type=of("cxr_tf.partition", "SKEWS"),
+@click.option("--skew", default="none", show_default=True, type=of("cxr_tf.records.partition", "SKEWS"),
               help="Non-IID split: each patient's primary finding (label) or view dealt by Dirichlet(alpha).")
 @click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration of the skew (small: strong).")
 @_plan_options
@@ -57,7 +50,7 @@ def federated(out_dir, records, sites, site_split, site_records, skew, alpha, st
 
     res = simulate(out_dir, records=records, site_records=list(site_records) or None, sites=sites,
                    site_split=site_split, skew=skew, alpha=alpha, strategy=strategy, mu=_mu(strategy, mu),
-                   rounds=rounds, local_epochs=local_epochs, train=_settings(config_file, sets),
+                   rounds=rounds, local_epochs=local_epochs, train=train_settings(config_file=config_file, sets=sets),
                    compare=not no_compare, demo=demo)
     fed = res["federated"]
     click.echo(f"federated ({strategy}, {len(res['sites'])} sites, {rounds} rounds): val AUROC "
@@ -84,9 +77,9 @@ def federated_app(app_dir, sites, out_dir, val_records, strategy, mu, rounds, lo
     from cxr_tf.federated.deploy import write_app
     from cxr_tf.federated.plan import Plan
 
-    plan = Plan(train=_settings(config_file, sets), evaluation=[{"name": "heldout", "records": val_records}]
-                if val_records else [], rounds=rounds, local_epochs=local_epochs, strategy=strategy,
-                mu=_mu(strategy, mu), out=out_dir)
+    evaluation = [{"name": "heldout", "records": val_records}] if val_records else []
+    plan = Plan(train=train_settings(config_file=config_file, sets=sets), evaluation=evaluation, rounds=rounds,
+                local_epochs=local_epochs, strategy=strategy, mu=_mu(strategy, mu), out=out_dir)
     write_app(app_dir, plan, sites)
     click.echo(f"wrote {app_dir}: run it with `flwr run {app_dir} <superlink>` (see the README)")
 

@@ -43,7 +43,7 @@ def explain(model, images, method, finding, top, out_dir, skip_bad):
 @click.option("--method", default="cam", show_default=True, type=LazyChoice(_methods(exclude=("lime",))))
 def localize(run_dir, data_dir, method):
     """Score weakly-supervised localization against the ground-truth boxes (ChestX-ray8 Table 4)."""
-    from cxr_tf.localize import localize_run
+    from cxr_tf.explain.localize import localize_run
 
     table = localize_run(run_dir, method, data_dir=data_dir)
     click.echo((Path(run_dir) / "localization.md").read_text())

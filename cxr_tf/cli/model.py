@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cxr_tf.cli.common import LazyChoice, echo_skipped, given, of, presets_of
+from cxr_tf.cli.common import LazyChoice, echo_skipped, of, presets_of, train_settings
 
 
 def _reproductions():
-    from cxr_tf import cards
+    from cxr_tf.core import cards
     return cards.available("reproductions")
 
 
@@ -36,7 +36,7 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--uncertain", default=None, metavar="POLICY|FINDING=POLICY,...",
               help="Uncertainty policy: ignore, zeros, ones, selftrained, multiclass, ones_lsr, zeros_lsr; or one "
                    "per finding, e.g. 'Atelectasis=ones,Cardiomegaly=multiclass,default=ignore' [default: ignore].")
-@click.option("--blank", default=None, type=of("cxr_tf.findings", "BLANK_POLICIES"),
+@click.option("--blank", default=None, type=of("cxr_tf.vocab.findings", "BLANK_POLICIES"),
               help="What blank (unmentioned) labels become [default: zeros].")
 @click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
 @click.option("--batch-size", default=None, type=int, help="Global batch size [default: 16].")
@@ -55,25 +55,20 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
           batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
     """Train a model on prepared records (default: the CheXNet recipe). Settings come from the
     preset, beneath --config, beneath the named options, beneath --set."""
-    from cxr_tf.config import TrainConfig, load_file, parse_set
-    from cxr_tf.errors import CxrConfigError
+    from cxr_tf.core.errors import CxrConfigError
+    from cxr_tf.training.config import TrainConfig
 
     named = dict(preset=preset, backbone=backbone, weights=weights, loss=loss, uncertain=uncertain,
                  blank=blank, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                  bn_momentum=bn_momentum, mixed_precision=mixed_precision, jit_compile=jit_compile,
                  seed=seed, deterministic=deterministic)
-    values = load_file(config_file) if config_file else {}
-    values.update(given(ctx, named))
-    values.update(parse_set(sets))
-    values.setdefault("verbose", 1)
-    values["out"] = out
-    if records:
-        values["records"] = records
-    elif not resume and "records" not in values:
+    values = train_settings(defaults={"verbose": 1}, config_file=config_file, named=named, sets=sets,
+                            fixed={"out": out, "records": records}, ctx=ctx)
+    if not records and not resume and "records" not in values:
         raise CxrConfigError("is required (it is optional only with --resume)", key="records")
     cfg = TrainConfig.from_mapping(values)
 
-    from cxr_tf.train import planned_config, train as run
+    from cxr_tf.training.train import planned_config, train as run
 
     state = run(cfg, resume=resume, callbacks=_cam_callbacks(planned_config(cfg, resume)[0], out))
     click.echo(f"trained {state.get('epoch')} epoch(s); best {state.get('monitor', 'val_loss')} at epoch "
@@ -90,14 +85,19 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
 @click.option("--approximate", is_flag=True,
               help="On another dataset's records, also score the crosswalk's approximate pairs "
                    "(e.g. Infiltration for Lung Opacity).")
-def evaluate(run_dir, split, records, bootstrap, with_patient, approximate):
+@click.option("--threshold-rule", default="max_f1", show_default=True, metavar="NAME[:VALUE]",
+              help="How each finding's threshold is chosen on the validation split: max_f1, youden, "
+                   "sensitivity:0.9, specificity:0.9, fixed:0.5, or calibrated[:RULE] (outputs mapped so "
+                   "that each threshold is 0.5, as torchxrayvision's op_threshs).")
+def evaluate(run_dir, split, records, bootstrap, with_patient, approximate, threshold_rule):
     """Metrics (AUROC with bootstrap CIs, thresholded metrics, baseline), figures and per-image
     predictions for a trained run; the chosen thresholds are stored in its model.keras. With
     --records of another dataset, the findings the vocabularies share are scored (the crosswalk),
     into RUN/evaluate_<records>/."""
-    from cxr_tf.evaluate import evaluate as run
+    from cxr_tf.evaluation.evaluate import evaluate as run
 
     m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient,
+            threshold_rule=threshold_rule,
             approximate=approximate)
     for pair in m.get("crosswalk", {}).get("mapped", []):
         click.echo(f"  {pair['finding']} <- model output {pair['model_output']} ({pair['match']})")
@@ -121,7 +121,7 @@ def evaluate(run_dir, split, records, bootstrap, with_patient, approximate):
 def predict(model, images, out_csv, batch_size, skip_bad):
     """Probabilities per finding for PNG, JPEG and DICOM images (files or folders), and the binary
     call at the thresholds stored in the model (once `cxr-tf evaluate` has chosen them)."""
-    from cxr_tf.predict import predict_images
+    from cxr_tf.evaluation.predict import predict_images
 
     table, skipped = predict_images(model, images, batch_size=batch_size, skip_bad=skip_bad, out_csv=out_csv)
     probs = [c for c in table.columns if c.startswith("prob_")]
@@ -140,7 +140,7 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="The dataset in its real layout (not needed with --demo).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--split", default="official", show_default=True, type=of("cxr_tf.splits", "METHODS"))
+@click.option("--split", default="official", show_default=True, type=of("cxr_tf.sources.splits", "METHODS"))
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe beside the paper's, and stop.")
 @click.option("--demo", is_flag=True, help="Run the chain on freshly synthesized phantoms (minutes on a CPU).")
 @click.option("--weights", default=None, help="Override the recipe's weights (imagenet, a file, none).")
@@ -153,10 +153,9 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, sets, allow_missing, policy):
     """prepare -> train -> evaluate with a paper's recipe, ending in OUT/report.md beside the
     paper's published table."""
-    from cxr_tf.config import parse_set
-    from cxr_tf.reproduce import reproduce as run
+    from cxr_tf.studies.reproduce import reproduce as run
 
-    overrides = {"weights": weights, "epochs": epochs, **parse_set(sets)}
+    overrides = train_settings(named={"weights": weights, "epochs": epochs}, sets=sets)
     res = run(paper, out_dir, data_dir, split=split, demo=demo, dry_run=dry_run, allow_missing=allow_missing,
               overrides=overrides, callbacks=None if dry_run else _cam_callbacks, policy=policy)
     if dry_run:
@@ -172,13 +171,13 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, s
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the ensemble.")
 @click.option("--top-k", default=None, type=int,
               help="From each run directory, its K best checkpoints on disk [default: its model.keras].")
-@click.option("--by", default="mean_auroc", show_default=True, type=of("cxr_tf.ensemble", "BY"),
+@click.option("--by", default="mean_auroc", show_default=True, type=of("cxr_tf.evaluation.run_ensemble", "BY"),
               help="How checkpoints are ranked: mean validation AUROC (over --tasks when given), or val_loss.")
 @click.option("--tasks", default=None, help="Comma-separated findings whose mean AUROC ranks checkpoints.")
 def ensemble(sources, out_dir, top_k, by, tasks):
     """Average several runs (RUN_DIR or model.keras), or the top-k checkpoints of runs, into one
     model.keras that evaluate, predict, explain and localize take like any other."""
-    from cxr_tf.ensemble import build_ensemble
+    from cxr_tf.evaluation.run_ensemble import build_ensemble
 
     task_list = [t.strip() for t in tasks.split(",")] if tasks else None
     res = build_ensemble(sources, out_dir, top_k=top_k, by=by, tasks=task_list)
@@ -197,7 +196,7 @@ def ensemble(sources, out_dir, top_k, by, tasks):
 def export_command(model_or_run, fmt, out, atol, images):
     """Export a model (a .keras file or a run directory) as SavedModel, LiteRT or ONNX, checked
     against Keras on raw-pixel input before it is kept; the finding names travel with it."""
-    from cxr_tf.export import export
+    from cxr_tf.interop.export import export
 
     r = export(model_or_run, fmt, out, atol=atol, images=images)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.1f} MB) in {r['convert_s']:.1f} s; max difference from "
@@ -206,7 +205,7 @@ def export_command(model_or_run, fmt, out, atol, images):
 
 
 @click.command("import-weights")
-@click.argument("source", type=of("cxr_tf.importer", "SOURCES"))
+@click.argument("source", type=of("cxr_tf.interop.weights", "SOURCES"))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The .keras model to write.")
 @click.option("--image-size", default=224, show_default=True, help="Input size of the Keras model.")
@@ -217,7 +216,7 @@ def export_command(model_or_run, fmt, out, atol, images):
 def import_command(source, checkpoint, out, image_size, trust_checkpoint, records):
     """A PyTorch DenseNet121 checkpoint (arnoweng/CheXNet, jrzech/reproduce-chexnet, torchxrayvision)
     as a cxr_tf Keras model with its findings, head and normalization."""
-    from cxr_tf.importer import import_weights
+    from cxr_tf.interop.weights import import_weights
 
     r = import_weights(source, checkpoint, out, trust=trust_checkpoint, image_size=image_size, records=records)
     click.echo(f"wrote {r['out']}: {len(r['findings'])} findings from {r['tensors']} tensors of {source}")

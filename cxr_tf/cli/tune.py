@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_tf.cli.common import of
+from cxr_tf.cli.common import of, train_settings
 
 
 @click.command("tune")
@@ -12,13 +12,13 @@ from cxr_tf.cli.common import of
               help="Records directory from `cxr-tf prepare` (not needed with --demo).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Search directory (a rerun resumes it).")
-@click.option("--search", default="random", show_default=True, type=of("cxr_tf.tune", "SEARCHES"),
+@click.option("--search", default="random", show_default=True, type=of("cxr_tf.search.tune", "SEARCHES"),
               help="keras-tuner's RandomSearch, GridSearch or BayesianOptimization.")
 @click.option("--trials", default=None, type=int,
               help="Trials in all, counting those already done [default: 10; grid: every combination; "
                    "--demo: the space's [demo] trials].")
 @click.option("--space", "space", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Search-space TOML file [default: cxr_tf/tune_space.toml].")
+              help="Search-space TOML file [default: cxr_tf/search/space.toml].")
 @click.option("--epochs", default=None, type=int, help="Epochs per trial [default: the space's [fixed]].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="A TrainConfig field shared by every trial (over the space's [fixed]).")
@@ -26,12 +26,9 @@ from cxr_tf.cli.common import of
 def tune(records, out, search, trials, space, epochs, sets, demo):
     """Search training hyperparameters with keras-tuner, by mean validation AUROC; writes
     OUT/trials.csv, OUT/best.toml (for `cxr-tf train --config`) and OUT/summary.json."""
-    from cxr_tf.config import parse_set
-    from cxr_tf.tune import OBJECTIVE, tune as run
+    from cxr_tf.search.tune import OBJECTIVE, tune as run
 
-    overrides = parse_set(sets)
-    if epochs is not None:
-        overrides["epochs"] = epochs
+    overrides = train_settings(named={"epochs": epochs}, sets=sets)
     res = run(out, records, search=search, trials=trials, space=space, overrides=overrides, demo=demo,
               progress=click.echo)
     if res["role"] == "worker":

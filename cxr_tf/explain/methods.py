@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core.errors import CxrConfigError
 
 log = logging.getLogger(__name__)
 METHODS: dict = {}        # name -> function(model, images, targets, layer, **options)

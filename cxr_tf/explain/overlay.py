@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from cxr_tf import atomic  # noqa: E402
+from cxr_tf.core import atomic  # noqa: E402
 
 
 def save_overlay(path, image: np.ndarray, heat: np.ndarray, title: str, gt_boxes=(), det_boxes=(),

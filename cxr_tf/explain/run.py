@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_tf import atomic
-from cxr_tf.errors import CxrConfigError, CxrDataError
+from cxr_tf.core import atomic
+from cxr_tf.core.errors import CxrConfigError, CxrDataError
 from cxr_tf.explain.boxes import boxes_from_heatmap
 from cxr_tf.explain.coords import to_original
 from cxr_tf.explain.methods import heatmaps
-from cxr_tf.progress import progress
-from cxr_tf.rundir import find_run
+from cxr_tf.core.progress import progress
+from cxr_tf.models.rundir import find_run
 
 log = logging.getLogger(__name__)
 

@@ -116,27 +116,24 @@ class SiteTrainer:
     """One site's model, datasets and targets, built once per process and reused every round."""
 
     def __init__(self, plan: Plan, site: Site):
-        from cxr_tf.callbacks import ValidationMetrics
-        from cxr_tf.recordsdir import RecordsDir
-        from cxr_tf.train import build_compiled_model, build_loss, build_optimizer, check_records, configure_tf
+        from cxr_tf.training.callbacks import ValidationMetrics
+        from cxr_tf.training.session import Session
 
         self.plan, self.site = plan, site
-        self.cfg = plan.config(site)
-        self.records = RecordsDir(self.cfg.records)
-        check_records(self.cfg, self.records)
-        configure_tf(self.cfg)
-        self.inner = build_compiled_model(self.cfg, self.records)
-        self.model = proximal_model(self.inner)
-        self.model.compile(optimizer=build_optimizer(self.cfg), loss=build_loss(self.cfg, self.records))
-        self.model.optimizer.build(self.inner.trainable_variables)
+        self.session = Session(plan.config(site))
+        self.cfg, self.records = self.session.cfg, self.session.records
+        # compiled once: the proximal wrapper carries the loss (also what scoring uses) and the
+        # optimizer; the inner model it wraps is never compiled itself (Keras' default jit choice,
+        # as the site always had)
+        self.inner = self.session.model(compile=False)
+        self.model = self.session.compile(proximal_model(self.inner), self.inner.trainable_variables,
+                                          jit_compile="auto")
         self.n_train = int(self.records.splits["train"]["images"])
         self._val = None
         self._metrics_cls = ValidationMetrics
 
     def _datasets(self, server_round: int):
-        from cxr_tf.train import make_datasets
-        cfg = self.plan.config(self.site, seed=self.cfg.seed + 1000 * server_round)
-        return make_datasets(cfg, self.records)
+        return self.session.datasets(seed=self.cfg.seed + 1000 * server_round)
 
     def train(self, record, local_epochs: int, mu: float, server_round: int) -> tuple[object, dict]:
         """Local training from the global weights in ``record``; returns (weights, metrics)."""
@@ -155,7 +152,7 @@ class SiteTrainer:
         load_weights(self.inner, record)
         if self._val is None:
             _, val_ds, targets = self._datasets(0)
-            self._val = self._metrics_cls(val_ds, targets.loss, targets.metric, self.cfg.findings, self.inner.loss,
+            self._val = self._metrics_cls(val_ds, targets.loss, targets.metric, self.cfg.findings, self.model.loss,
                                           self.cfg.batch_size)
             self._val.set_model(self.inner)
         out = self._val.evaluate()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxr_tf import atomic
+from cxr_tf.core import atomic
 from cxr_tf.federated.plan import Plan
 
 APP_MODULE = '''"""cxr-tf's Flower App: the ClientApp and ServerApp of cxr_tf.federated (installed at every

@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cxr_tf.config import TrainConfig
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.training.config import TrainConfig
+from cxr_tf.core.errors import CxrConfigError
 from cxr_tf.federated import STRATEGIES
 
 # Settings that are a site's own, never the federation's.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_tf import atomic
-from cxr_tf.errors import CxrError
+from cxr_tf.core import atomic
+from cxr_tf.core.errors import CxrError
 from cxr_tf.federated.client import load_weights, weights_record
 from cxr_tf.federated.plan import Plan
 
@@ -39,9 +39,9 @@ def scorer(model, cfg, records, split: str = "val", loss=None):
     """A function scoring ``model``'s current weights on one split of ``records``: returns
     ``{"val_loss", "val_auroc_mean", "val_auroc_<finding>"...}`` as ValidationMetrics computes
     them (the number ``cxr-tf evaluate`` reports)."""
-    from cxr_tf.callbacks import ValidationMetrics
+    from cxr_tf.training.callbacks import ValidationMetrics
     from cxr_tf.pipeline import make_dataset
-    from cxr_tf.train import split_targets
+    from cxr_tf.training.session import split_targets
 
     ds = make_dataset(records.path, split, training=False, image_size=cfg.image_size, uncertain=cfg.uncertain,
                       blank=cfg.blank, findings=cfg.findings, batch_size=cfg.batch_size).map(lambda x, y: x)
@@ -53,20 +53,20 @@ def scorer(model, cfg, records, split: str = "val", loss=None):
 
 def global_model(plan: Plan):
     """The coordinator's compiled model and its evaluation scorers (name -> scorer)."""
-    from cxr_tf.recordsdir import RecordsDir
-    from cxr_tf.train import build_compiled_model, configure_tf
+    from cxr_tf.records.reader import RecordsDir
+    from cxr_tf.training.session import Session
 
     sets = plan.evaluation
     if sets:
         first = plan.config(sets[0])
-        records = RecordsDir(first.records)
+        session = Session(first, RecordsDir(first.records), check=False)
     else:   # a deployed coordinator without held-out records: it only averages, never scores
-        from cxr_tf.config import TrainConfig
-        first, records = TrainConfig(**plan.train).resolved(), None
+        from cxr_tf.training.config import TrainConfig
+        first = TrainConfig(**plan.train).resolved()
         if first.loss == "weighted_bce":   # its weights need a training split; the model is the same
             first.loss = "bce"
-    configure_tf(first)
-    model = build_compiled_model(first, records)
+        session = Session(first, records=False)
+    model = session.model()
     scorers = {}
     for s in sets:
         cfg = plan.config(s)

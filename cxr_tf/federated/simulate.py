@@ -25,22 +25,20 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from cxr_tf import atomic
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core import atomic
+from cxr_tf.core.errors import CxrConfigError
 from cxr_tf.federated.plan import Plan, Site
 
 log = logging.getLogger(__name__)
 
-DEMO = {"images": 1200, "patients": 400, "synth_size": 96, "size": 64, "sites": 3, "rounds": 5,
-        "train": {"preset": "tiny", "weights": "none", "image_size": 64, "batch_size": 32, "lr": 3e-3,
-                  "loss": "bce", "hflip": True}}
+DEMO = Path(__file__).with_name("demo.toml")     # what --demo runs (data, like every [demo] table)
 
 
 def shared_findings(records_dirs) -> list[tuple[str, list[str]]]:
     """(dataset, its names of the shared findings) per records directory, in the first one's
     output order: the findings every dataset has by the crosswalk (same name or exact)."""
-    from cxr_tf.crosswalk import pairs
-    from cxr_tf.recordsdir import RecordsDir
+    from cxr_tf.vocab.crosswalk import pairs
+    from cxr_tf.records.reader import RecordsDir
 
     recs = [RecordsDir(r) for r in records_dirs]
     outputs = list(recs[0].findings)
@@ -60,8 +58,8 @@ def build_sites(out: Path, *, records=None, site_records=None, sites: int = 3, s
                 skew: str = "none", alpha: float = 0.5, seed: int = 0) -> tuple[list[Site], list[Site]]:
     """(sites, evaluation sets): a partition of ``records`` written under ``out/sites``, or one
     site per directory of ``site_records``."""
-    from cxr_tf.partition import assign_sites, read_site_split, write_sites
-    from cxr_tf.recordsdir import RecordsDir
+    from cxr_tf.records.partition import assign_sites, read_site_split, write_sites
+    from cxr_tf.records.reader import RecordsDir
 
     if site_records:
         if records or site_split:
@@ -164,7 +162,7 @@ def _epoch_log(path: Path):
 def centralized(plan: Plan, records, out: Path) -> dict:
     """Centralized training on the pooled ``records`` for rounds × local epochs, the same
     settings and a constant learning rate (as the sites train); returns its final metrics."""
-    from cxr_tf.train import TrainConfig, train
+    from cxr_tf.training.train import TrainConfig, train
 
     cfg = TrainConfig(**{**plan.train, "records": str(records), "out": str(out),
                          "epochs": plan.rounds * plan.local_epochs, "lr_schedule": "constant"})
@@ -176,15 +174,16 @@ def centralized(plan: Plan, records, out: Path) -> dict:
 def test_scores(model, plan: Plan, sets: list[Site]) -> dict:
     """Mean test AUROC of ``model`` on each evaluation set that has a test split."""
     from cxr_tf.federated.server import scorer
-    from cxr_tf.recordsdir import RecordsDir
-    from cxr_tf.train import build_loss
+    from cxr_tf.records.reader import RecordsDir
+    from cxr_tf.training.session import Session
 
     out = {}
     for s in sets:
         cfg = plan.config(s)
         rec = RecordsDir(cfg.records)
         if "test" in rec.splits:
-            out[s.name] = float(scorer(model, cfg, rec, "test", loss=build_loss(cfg, rec))()["val_auroc_mean"])
+            loss = Session(cfg, rec, check=False).loss()
+            out[s.name] = float(scorer(model, cfg, rec, "test", loss=loss)()["val_auroc_mean"])
     return out
 
 
@@ -200,10 +199,11 @@ def simulate(out, *, records=None, site_records=None, sites: int = 3, site_split
     t0 = time.perf_counter()
     train = dict(train or {})
     if demo:
-        from cxr_tf.demo import phantom_records
-        records = phantom_records(out / "demo", "chestxray14", images=DEMO["images"], patients=DEMO["patients"],
-                                  synth_size=DEMO["synth_size"], size=DEMO["size"])
-        train = {**DEMO["train"], **train}
+        from cxr_tf.core.settings import read_toml
+        from cxr_tf.records.phantom import Demo
+        demo_settings = Demo.of(read_toml(DEMO, "demo settings"), where=str(DEMO))
+        records = demo_settings.records(out / "demo", "chestxray14")
+        train = {**demo_settings.train, **train}
     train.setdefault("verbose", 0)
     found, evaluation = build_sites(out, records=records, site_records=site_records, sites=sites,
                                     site_split=site_split, skew=skew, alpha=alpha, seed=int(train.get("seed", 0)))
@@ -237,7 +237,7 @@ def _last(frame, column: str):
 
 
 def _site_counts(site: Site) -> dict:
-    from cxr_tf.recordsdir import RecordsDir
+    from cxr_tf.records.reader import RecordsDir
     rec = RecordsDir(site.records)
     train = rec.splits.get("train", {})
     positives = train.get("positives", {})

@@ -14,7 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from cxr_tf.errors import CxrImageError
+from cxr_tf.core.errors import CxrImageError
+from cxr_tf.core.files import read_bytes
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-black image
 Image.MAX_IMAGE_PIXELS = 20000 * 20000   # radiographs are large, but not decompression bombs
@@ -79,25 +80,14 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise CxrImageError(name, f"corrupt or truncated image: {exc}") from None
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """A file's bytes; a missing or unreadable file raises :class:`CxrImageError` naming it."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise CxrImageError(path, "file not found") from None
-    except OSError as exc:
-        raise CxrImageError(path, f"cannot read: {exc.strerror or exc}") from None
-
-
 def decode_file(path: str | os.PathLike, **dicom_options) -> np.ndarray:
     """Read and decode an image file (PNG, JPEG, ... or DICOM) to an 8-bit grayscale array;
     errors name the file. ``dicom_options`` (e.g. ``recipe="mimic-jpg"``) go to
-    :func:`cxr_tf.imaging.dicom.read_dicom` for a DICOM file and are refused for any other."""
+    :func:`cxr_tf.dicom.display.read_dicom` for a DICOM file and are refused for any other."""
     data = read_bytes(path)
-    from cxr_tf.imaging.dicom import is_dicom
+    from cxr_tf.dicom.display import is_dicom
     if data and is_dicom(data, os.fspath(path)):
-        from cxr_tf.imaging.dicom import read_dicom
+        from cxr_tf.dicom.display import read_dicom
         return read_dicom(path, data, **dicom_options)[0]
     if dicom_options:
         raise CxrImageError(path, f"DICOM display options {sorted(dicom_options)} given for a file that is not DICOM")

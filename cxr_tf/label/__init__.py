@@ -51,7 +51,7 @@ def label_reports(texts, vocab: str = "chexpert", sections: str | None = None,
     v, r = vocabulary(vocab), rules()
     sections = sections or v.sections
     if uncertain not in UNCERTAIN_AS:
-        from cxr_tf.errors import CxrConfigError
+        from cxr_tf.core.errors import CxrConfigError
         raise CxrConfigError(f"unknown uncertain {uncertain!r}", key="uncertain", choices=UNCERTAIN_AS)
     rows, traces = [], []
     for t in texts:
@@ -100,10 +100,10 @@ def label_file(input_path, out_csv, *, vocab: str = "chexpert", sections: str | 
     """Label every report of an input (see :mod:`cxr_tf.label.io`) into ``out_csv``; returns
     counts. ``workers`` processes share the reports in chunks, in order. ``explain`` (a path)
     writes the audit trail as JSON lines, one report per line, with the input's key columns."""
-    from cxr_tf import atomic
+    from cxr_tf.core import atomic
     from cxr_tf.label.io import read_reports, write_labels
-    from cxr_tf.parallel import imap
-    from cxr_tf.progress import progress
+    from cxr_tf.core.parallel import imap
+    from cxr_tf.core.progress import progress
 
     sections = sections or default_sections(vocab)
     select("", sections)

@@ -31,12 +31,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:   # Python 3.10
-    import tomli as tomllib
-
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core.settings import read_toml
+from cxr_tf.core.errors import CxrConfigError
 
 HERE = Path(__file__).parent
 VOCABULARIES = ("chexpert", "chestxray14")
@@ -222,8 +218,7 @@ class Vocabulary:
 @functools.lru_cache(maxsize=None)
 def rules() -> Rules:
     """The context rules shipped with the package."""
-    with open(HERE / "rules.toml", "rb") as fh:
-        return Rules(tomllib.load(fh))
+    return Rules(read_toml(HERE / "rules.toml", "labeler rules"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,8 +226,7 @@ def vocabulary(name: str) -> Vocabulary:
     """A vocabulary shipped with the package (:data:`VOCABULARIES`)."""
     if name not in VOCABULARIES:
         raise CxrConfigError(f"unknown vocabulary {name!r}", key="vocabulary", choices=VOCABULARIES)
-    with open(HERE / f"{name}.toml", "rb") as fh:
-        return Vocabulary(tomllib.load(fh))
+    return Vocabulary(read_toml(HERE / f"{name}.toml", "labeler vocabulary"))
 
 
 def sentences(text: str) -> list[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr_tf import atomic
-from cxr_tf.errors import CxrDataError
+from cxr_tf.core import atomic
+from cxr_tf.core.errors import CxrDataError
 
 _MIMIC = re.compile(r"(?:^|/)files/p\d{2}/p(?P<subject>\d+)/s(?P<study>\d+)\.txt$")
 

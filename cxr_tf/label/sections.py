@@ -69,7 +69,7 @@ def select(text: str, sections: str = "impression") -> str:
     if sections == "all":
         return text
     if sections not in CHOICES:
-        from cxr_tf.errors import CxrConfigError
+        from cxr_tf.core.errors import CxrConfigError
         raise CxrConfigError(f"unknown sections {sections!r}", key="sections", choices=CHOICES)
     found = split(text)
     if sections == "impression":

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import keras
 
-from cxr_tf import atomic, presets
-from cxr_tf.errors import CxrConfigError, CxrDataError, CxrError
-from cxr_tf.findings import vocabulary
+from cxr_tf.core import atomic
+from cxr_tf.models import presets
+from cxr_tf.core.errors import CxrConfigError, CxrDataError, CxrError
+from cxr_tf.vocab.findings import vocabulary
 from cxr_tf.models.layers import (FindingsDense, FindingsLogits, GrayToRGB, LSEPooling, MulticlassProbability,
                                   Normalize, Pixels)
 
@@ -146,8 +147,8 @@ def contract_model(model: keras.Model) -> keras.Model:
 def load_checkpoint(path) -> keras.Model:
     """A training checkpoint (``checkpoints/*.keras``: the training model, compiled, optimizer
     state included); errors name the file."""
-    import cxr_tf.losses  # noqa: F401
-    import cxr_tf.optimizers  # noqa: F401
+    import cxr_tf.models.losses  # noqa: F401
+    import cxr_tf.models.optimizers  # noqa: F401
     try:
         return keras.models.load_model(os.fspath(path), compile=True)
     except Exception as exc:
@@ -240,8 +241,8 @@ def save_model(model: keras.Model, path) -> None:
 def load_model(path, compile: bool = False) -> keras.Model:
     """Load a ``.keras`` model saved by cxr_tf. It takes grayscale pixels on 0..255,
     [B, H, W, 1] at :func:`input_size_of`, and returns one probability per :func:`findings_of`."""
-    import cxr_tf.losses  # noqa: F401  (registers the losses of compiled models)
-    import cxr_tf.optimizers  # noqa: F401  (registers FusedAdam)
+    import cxr_tf.models.losses  # noqa: F401  (registers the losses of compiled models)
+    import cxr_tf.models.optimizers  # noqa: F401  (registers FusedAdam)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

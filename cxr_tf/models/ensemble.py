@@ -11,7 +11,7 @@ import logging
 import keras
 from keras import ops
 
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core.errors import CxrConfigError
 from cxr_tf.models.build import cam_layer, contract_model, findings_of, preprocessing_of
 from cxr_tf.models.layers import PACKAGE, Pixels, _Findings
 

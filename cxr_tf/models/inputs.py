@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from cxr_tf.errors import CxrDataError, CxrImageError
+from cxr_tf.core.errors import CxrDataError, CxrImageError
 from cxr_tf.imaging import Affine, decode_file, fit
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cxr_tf import presets
+from cxr_tf.models import presets
 
 PACKAGE = "cxr_tf"
 

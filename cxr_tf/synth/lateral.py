@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core.errors import CxrConfigError
 from cxr_tf.synth.phantom import Anatomy
 
 # What each finding looks like on the lateral (ChestX-ray14 names, as the frontal renderer's).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cxr_tf.errors import CxrConfigError
+from cxr_tf.core.errors import CxrConfigError
 from cxr_tf.synth import _shapes as sh
 from cxr_tf.synth._shapes import F32, ramp
 

@@ -89,11 +89,11 @@ def test_unknown_choices_are_one_clear_line(tmp_path, records_dir):
 
 def test_a_library_bug_is_not_dressed_as_a_user_error(monkeypatch, tmp_path, make_layout):
     """Only cxr_tf's own errors become one line and exit 2; anything else keeps its traceback."""
-    import cxr_tf.prepare
+    import cxr_tf.records.prepare
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
-    monkeypatch.setattr(cxr_tf.prepare, "prepare", broken)
+    monkeypatch.setattr(cxr_tf.records.prepare, "prepare", broken)
     res = CliRunner().invoke(main, ["prepare", "chestxray14", "--data-dir", str(make_layout(tmp_path / "nih")),
                                     "--out", str(tmp_path / "rec")])
     assert res.exit_code == 1 and isinstance(res.exception, ValueError) and "error:" not in res.output

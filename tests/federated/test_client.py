@@ -12,7 +12,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from cxr_tf.federated.client import (AuditError, audit_mod, load_weights, proximal_model,  # noqa: E402
                                      reset_optimizer, weight_names, weights_record)
 from cxr_tf.federated.plan import Plan, site_from_node_config  # noqa: E402
-from cxr_tf.errors import CxrConfigError  # noqa: E402
+from cxr_tf.core.errors import CxrConfigError  # noqa: E402
 
 
 def _tiny():

@@ -21,8 +21,8 @@ from click.testing import CliRunner  # noqa: E402
 import cxr_tf  # noqa: E402
 from cxr_tf.cli import main  # noqa: E402
 from cxr_tf.federated.deploy import connection_config  # noqa: E402
-from cxr_tf.partition import assign_sites, write_sites  # noqa: E402
-from cxr_tf.recordsdir import RecordsDir  # noqa: E402
+from cxr_tf.records.partition import assign_sites, write_sites  # noqa: E402
+from cxr_tf.records.reader import RecordsDir  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

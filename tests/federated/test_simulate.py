@@ -21,8 +21,8 @@ pytest.importorskip("ray")
 from cxr_tf.federated.client import ALLOWED_METRICS, weight_names  # noqa: E402
 from cxr_tf.federated.plan import Plan  # noqa: E402
 from cxr_tf.federated.simulate import _reap, build_sites, run_simulation, simulate  # noqa: E402
-from cxr_tf.recordsdir import RecordsDir  # noqa: E402
-from cxr_tf.tfrecord import read_records  # noqa: E402
+from cxr_tf.records.reader import RecordsDir  # noqa: E402
+from cxr_tf.records.tfrecord import read_records  # noqa: E402
 
 TRAIN = {"preset": "tiny", "weights": "none", "image_size": 32, "batch_size": 8, "verbose": 0,
          "strategy": "default", "hflip": False}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_tf.errors import CxrImageError
+from cxr_tf.core.errors import CxrImageError
 from cxr_tf.imaging import decode_bytes, decode_file
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cxr_tf.cli import main
-from cxr_tf.errors import CxrDataError
+from cxr_tf.core.errors import CxrDataError
 from cxr_tf.label import label_file
 from cxr_tf.label.io import read_reports
 
@@ -84,7 +84,7 @@ def test_mimic_zip_and_tree_then_prepare(mimic_dirs, tmp_path):
     agreement = (mine[findings].fillna("") == truth[findings].fillna("")).to_numpy().mean()
     assert agreement > 0.97, agreement
     # weak labels into prepare: the DICOM release with our labels
-    from cxr_tf.sources import mimic
+    from cxr_tf.datasets.mimic import source as mimic
     data = mimic.load(mimic_dirs["dicom"], labels=str(tmp_path / "zip.csv"), split="random", views="all")
     assert data.manifest["label_source"].str.startswith("zip.csv (cxr-tf rule labeler").all()
     assert set(data.manifest["label_method"]) == {"nlp"}

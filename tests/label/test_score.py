@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from cxr_tf.errors import CxrDataError
+from cxr_tf.core.errors import CxrDataError
 from cxr_tf.label.score import NIH14, fold, read_gold, score
 
 

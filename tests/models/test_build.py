@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import keras
 
-from cxr_tf import presets
-from cxr_tf.errors import CxrConfigError, CxrDataError
+from cxr_tf.models import presets
+from cxr_tf.core.errors import CxrConfigError, CxrDataError
 from cxr_tf.models import (INPUT_LAYERS, build_model, cam_layer, findings_of, input_size_of, load_model,
                            normalization_of, preprocessing_of, save_model, set_thresholds, thresholds_of)
 from cxr_tf.models.build import WeightsUnavailable
@@ -149,7 +149,7 @@ def test_fused_adam_update_rule_on_fixed_gradients():
     differ between graphs on some CPUs and which Adam amplifies.)"""
     import tensorflow as tf
 
-    from cxr_tf.optimizers import FusedAdam
+    from cxr_tf.models.optimizers import FusedAdam
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(7, 5)).astype(np.float32)
     grads = [rng.normal(size=(7, 5)).astype(np.float32) * s for s in (1.0, 0.1, 3.0, 1e-3)]

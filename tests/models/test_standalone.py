@@ -55,7 +55,7 @@ def test_plain_keras_load_and_cxr_tf_preprocessing_agree(tiny_run, phantom_dir):
     import cxr_tf.models  # noqa: F401  (registers the layers)
     from cxr_tf.models import image_input, load_model
     from cxr_tf.pipeline import make_dataset
-    from cxr_tf.rundir import RunDir
+    from cxr_tf.models.rundir import RunDir
     model = load_model(tiny_run / "model.keras")
     plain = keras.saving.load_model(tiny_run / "model.keras")
     run = RunDir(tiny_run)

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_tf import cards, manifest, sources
+from cxr_tf.core import cards
+from cxr_tf.sources import manifest
+from cxr_tf import sources
 from cxr_tf.imaging import decode_file, fit
-from cxr_tf.prepare import prepare
-from cxr_tf.recordsdir import RecordsDir
+from cxr_tf.records.prepare import prepare
+from cxr_tf.records.reader import RecordsDir
 
 REGISTERED = sources.names()
 

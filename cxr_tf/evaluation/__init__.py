@@ -1,0 +1,1 @@
+"""Scoring a model: metrics, threshold rules, evaluate, predict, figures and run ensembles."""

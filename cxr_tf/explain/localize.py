@@ -1,0 +1,256 @@
+"""Weakly-supervised localization scored with the ChestX-ray8 protocol (Wang et al. 2017, §4.2).
+
+Heatmap -> normalise to [0, 255] -> threshold at 60 and at 180 -> one box around each connected
+region (8-connectivity) of either binary map. A ground-truth box is correctly localized at T when
+some generated box has IoU > T or IoBB > T, IoBB = intersection / area of the *generated* box.
+Generated boxes that localize no ground-truth box of that finding in that image are false
+positives. Nothing about the ground truth (size, position, count) enters box generation.
+
+Per finding and T: accuracy = correct ground-truth boxes / ground-truth boxes, and average false
+positives = false-positive boxes / images with that finding's ground truth (Table 4's layout).
+
+Two diagnostics sit beside the table, to tell a model that looks in the wrong place from a CAM too
+coarse to draw a tight box (both use the ground truth only for scoring):
+
+- **pointing**: the heatmap's maximum lies within half a feature-map cell of a ground-truth box
+  (the pointing game of Zhang et al. 2016, with a tolerance set by the CAM's stride);
+- **ceiling**: the accuracy reached by an oracle CAM, the ground-truth box mask averaged over each
+  cell of the model's S x S feature grid and upsampled like a real CAM. No model whose CAM lives
+  on that grid can be expected to beat it; it only grows with S (input size / stride).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from cxr_tf.core import atomic, cards
+from cxr_tf import sources
+from cxr_tf.core.errors import CxrDataError
+from cxr_tf.explain.boxes import boxes_from_heatmap
+from cxr_tf.explain.coords import box_to_input, to_original
+from cxr_tf.explain.methods import heatmaps
+from cxr_tf.records.reader import RecordsDir
+from cxr_tf.models.rundir import RunDir
+
+THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def intersection(a, b) -> float:
+    """Intersection area of two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    inter = intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def iobb(gt, detected) -> float:
+    """Intersection over the *detected* box's area (ChestX-ray8's IoBB)."""
+    area = detected[2] * detected[3]
+    return intersection(gt, detected) / area if area > 0 else 0.0
+
+
+def score_image(gt_boxes, detected, thresholds=THRESHOLDS) -> list[dict]:
+    """Rows (one per ground-truth box and T): best IoU, best IoBB, correct, and the image's
+    false-positive count for that T (repeated on each of its rows)."""
+    rows = []
+    for t in thresholds:
+        used = set()
+        per_gt = []
+        for g in gt_boxes:
+            ious = [iou(g, d) for d in detected]
+            iobbs = [iobb(g, d) for d in detected]
+            hits = [k for k in range(len(detected)) if ious[k] > t or iobbs[k] > t]
+            used.update(hits)
+            per_gt.append((max(ious, default=0.0), max(iobbs, default=0.0), bool(hits)))
+        fp = len(detected) - len(used)
+        rows += [{"T": t, "iou": a, "iobb": b, "correct": c, "false_positives": fp} for a, b, c in per_gt]
+    return rows
+
+
+def grid_cam(boxes, image_size: int, grid: int) -> np.ndarray:
+    """The oracle CAM for ``boxes`` ((x, y, w, h) in model-input pixels) on a ``grid`` x ``grid``
+    feature map: each cell holds the fraction of it the boxes cover, and the map is upsampled to
+    ``image_size`` bilinearly with half-pixel centres, as ``tf.image.resize`` upsamples a real CAM."""
+    edges = np.arange(grid + 1) * (image_size / grid)
+    cells = np.zeros((grid, grid))
+    for x, y, w, h in boxes:
+        cover_x = np.clip(np.minimum(edges[1:], x + w) - np.maximum(edges[:-1], x), 0, None)
+        cover_y = np.clip(np.minimum(edges[1:], y + h) - np.maximum(edges[:-1], y), 0, None)
+        cells = np.maximum(cells, np.outer(cover_y, cover_x) / (image_size / grid) ** 2)
+    pos = (np.arange(image_size) + 0.5) * grid / image_size - 0.5
+    rows = np.broadcast_to(pos[:, None], (image_size, image_size))
+    return ndimage.map_coordinates(cells, [rows, rows.T], order=1, mode="nearest").astype(np.float32)
+
+
+def oracle_ceiling(boxes: pd.DataFrame, grid: int, image_size: int, frame: float = 1024.0) -> pd.DataFrame:
+    """Localization rows (as :func:`score_image`, plus image_id and finding) that the oracle CAM
+    scores for a box list given in a square ``frame``-pixel original (the NIH box frame is 1024)
+    fed to the model at ``image_size`` with a ``grid`` x ``grid`` CAM. Summarize with
+    :func:`summarize` to get the resolution ceiling per finding and T."""
+    missing = [c for c in ("image_id", "finding", "x", "y", "w", "h") if c not in boxes.columns]
+    if missing:
+        raise CxrDataError(None, f"box list lacks column(s) {missing}; expected image_id, finding, x, y, w, h")
+    k = image_size / frame
+    rows = []
+    for (image_id, finding), g in boxes.groupby(["image_id", "finding"], sort=False):
+        truth = [tuple(v * k for v in b) for b in g[["x", "y", "w", "h"]].itertuples(index=False, name=None)]
+        for r in score_image(truth, boxes_from_heatmap(grid_cam(truth, image_size, grid))):
+            rows.append({"image_id": image_id, "finding": finding, **r})
+    return pd.DataFrame(rows)
+
+
+def peak_hits(heat: np.ndarray, gt_boxes, tolerance: float) -> bool:
+    """Pointing game: does the heatmap's maximum lie within ``tolerance`` pixels of a box?"""
+    heat = np.asarray(heat)
+    if not np.isfinite(heat).all() or heat.max() <= heat.min():
+        return False
+    py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    cx, cy = px + 0.5, py + 0.5
+    return any(x - tolerance <= cx <= x + w + tolerance and y - tolerance <= cy <= y + h + tolerance
+               for x, y, w, h in gt_boxes)
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per finding and T: accuracy over ground-truth boxes and average false positives per image
+    (plus the pointing and ceiling diagnostics when ``rows`` carries them)."""
+    groups = rows.groupby(["T", "finding"])
+    parts = [groups["correct"].mean().rename("accuracy"),
+             rows.drop_duplicates(["image_id", "finding", "T"]).groupby(["T", "finding"])["false_positives"]
+             .mean().rename("avg_false_positives"),
+             groups.size().rename("boxes")]
+    if "peak_in_box" in rows:
+        parts.append(groups["peak_in_box"].mean().rename("pointing"))
+    if "ceiling_correct" in rows:
+        parts.append(groups["ceiling_correct"].mean().rename("ceiling_accuracy"))
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def diagnostics_markdown(summary: pd.DataFrame, findings, grid: int | None = None) -> str:
+    """Per finding: boxes, pointing-game hit rate, and our accuracy beside the oracle ceiling at
+    each T (see the module doc)."""
+    present = [f for f in findings if f in set(summary["finding"])]
+    ts = sorted(summary["T"].unique())
+    idx = summary.set_index(["T", "finding"])
+    lines = ["| finding | boxes | pointing | " + " | ".join(f"Acc / ceiling T={t}" for t in ts) + " |",
+             "|---|---|---|" + "---|" * len(ts)]
+    for f in present:
+        first = idx.loc[(ts[0], f)]
+        cells = [f"{idx.loc[(t, f), 'accuracy']:.2f} / {idx.loc[(t, f), 'ceiling_accuracy']:.2f}" for t in ts]
+        lines.append(f"| {f} | {int(first['boxes'])} | {first['pointing']:.2f} | " + " | ".join(cells) + " |")
+    where = f" on the model's {grid}x{grid} feature grid" if grid else ""
+    lines += ["", "Pointing: the heatmap's peak lies within half a feature cell of a ground-truth box. "
+              f"Ceiling: the accuracy of an oracle CAM (the box mask averaged{where}, upsampled like the "
+              "real CAM); no CAM at this resolution can be expected to do better."]
+    return "\n".join(lines)
+
+
+def table_markdown(summary: pd.DataFrame, findings, reference: dict | None = None) -> str:
+    """Table 4's layout (rows T x {Acc, AFP}, columns findings); the paper's values beside ours."""
+    present = [f for f in findings if f in set(summary["finding"])]
+    head = "| T(IoBB) | metric | " + " | ".join(present) + " |"
+    lines = [head, "|---|---|" + "---|" * len(present)]
+    idx = summary.set_index(["T", "finding"])
+    ref_f = list(reference["findings"]) if reference else []
+    for i, t in enumerate(sorted(summary["T"].unique())):
+        for key, name, ref_key in (("accuracy", "Acc", "accuracy"), ("avg_false_positives", "AFP", "afp")):
+            cells = []
+            for f in present:
+                ours = idx.loc[(t, f), key]
+                paper = ""
+                if reference and f in ref_f and t in reference["T"]:
+                    paper = f" ({reference[ref_key][reference['T'].index(t)][ref_f.index(f)]:.2f})"
+                cells.append(f"{ours:.2f}{paper}")
+            lines.append(f"| {t} | {name} | " + " | ".join(cells) + " |")
+    if reference:
+        lines.append("")
+        lines.append("Ours first; Wang et al. 2017 Table 4 in parentheses.")
+    return "\n".join(lines)
+
+
+def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, split: str = "test",
+                 batch_size: int = 16, write: bool = True) -> pd.DataFrame:
+    """Score every ``split`` image that has a ground-truth box: heatmap for each boxed finding,
+    mapped to original pixels, boxes, IoU/IoBB at every T. Writes ``localization.csv``,
+    ``localization_summary.csv`` and ``localization.md`` into the run directory.
+
+    Boxes come from the records' ``boxes.csv`` (original pixels), or, with ``data_dir``, are
+    re-read from the dataset's own box list and scaled to each file's size."""
+    from cxr_tf.models import cam_layer, findings_of, input_size_of
+    from cxr_tf.pipeline import make_dataset
+
+    run = RunDir(run_dir)
+    rec = run.records(records)
+    model = run.load_model()
+    findings, size, stored = findings_of(model), input_size_of(model), rec.stored_size
+    grid = int(model.get_layer(cam_layer(model)).output.shape[1])
+    gt = _ground_truth(rec, data_dir, split)
+    gt = gt[gt["finding"].isin(findings)]
+    wanted = set(gt["image_id"])
+    ds = make_dataset(rec.path, split, training=False, include_meta=True, batch_size=batch_size,
+                      image_size=size, findings=findings)
+    pairs, rows = [], []
+
+    def flush():
+        maps = heatmaps(model, np.stack([p[0] for p in pairs]), [findings.index(p[2]) for p in pairs], method)
+        for (_, meta, finding), heat in zip(pairs, maps):
+            place = {"image_size": size, "stored_size": stored, "affine": meta["affine"],
+                     "orig_size": meta["orig_size"]}
+            full = to_original(heat, **place)
+            mine = gt[(gt["image_id"] == meta["image_id"]) & (gt["finding"] == finding)]
+            truth = list(mine[["x", "y", "w", "h"]].itertuples(index=False, name=None))
+            cell = stored / grid / float(np.mean(meta["affine"][:2]))      # a feature cell, original px
+            hit = peak_hits(full, truth, tolerance=cell / 2)
+            oracle = to_original(grid_cam([box_to_input(b, **place) for b in truth], size, grid), **place)
+            ceiling = score_image(truth, boxes_from_heatmap(oracle))
+            for r, c in zip(score_image(truth, boxes_from_heatmap(full)), ceiling):
+                rows.append({"image_id": meta["image_id"], "finding": finding, **r, "peak_in_box": hit,
+                             "ceiling_correct": c["correct"]})
+        pairs.clear()
+
+    for x, _, meta in ds:
+        ids = [i.decode() for i in meta["image_id"].numpy()]
+        for k, image_id in enumerate(ids):
+            if image_id not in wanted:
+                continue
+            m = {"image_id": image_id, "affine": meta["affine"][k].numpy(), "orig_size": meta["orig_size"][k].numpy()}
+            for finding in sorted(set(gt.loc[gt["image_id"] == image_id, "finding"])):
+                pairs.append((x[k].numpy(), m, finding))
+            if len(pairs) >= batch_size:
+                flush()
+    if pairs:
+        flush()
+    table = pd.DataFrame(rows, columns=["image_id", "finding", "T", "iou", "iobb", "correct", "false_positives",
+                                        "peak_in_box", "ceiling_correct"])
+    if write:
+        summ = summarize(table) if len(table) else pd.DataFrame()
+        atomic.write_csv(run.path / "localization.csv", table)
+        atomic.write_csv(run.path / "localization_summary.csv", summ)
+        ref = cards.reproduction("chestxray8")["reference"]["localization"]
+        body = (table_markdown(summ, findings, ref) + "\n\n### Diagnostics\n\n"
+                + diagnostics_markdown(summ, findings, grid)) if len(table) else "No boxed images."
+        md = f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n{body}\n"
+        atomic.write_text(run.path / "localization.md", md)
+    return table
+
+
+def _ground_truth(records: RecordsDir, data_dir, split) -> pd.DataFrame:
+    """Ground-truth boxes in original pixels for the split's images: the records' ``boxes.csv``,
+    or the dataset's own box list re-read from ``data_dir`` and scaled to each file's size."""
+    if data_dir is None:
+        return records.boxes(split)
+    config = records.summary["config"]
+    src = sources.get(records.dataset).load(Path(data_dir), split=config["split"], seed=config.get("seed"),
+                                            **config.get("options", {}))
+    keep = set(records.split_frame(split)["image_id"])
+    sizes = {i: tuple(wh) for i, wh in records.summary["image_sizes"].items() if i in keep}
+    return sources.boxes_in_pixels(src.boxes, sizes, src.bbox_frame)

@@ -1,0 +1,137 @@
+"""Reading a records directory written by ``cxr-tf prepare`` (no TensorFlow, no PIL).
+
+The directory holds ``{split}-NNNNN-of-NNNNN.tfrecord`` shards, ``manifest.csv`` (one row per
+written image, with its shard and position), ``boxes.csv``, ``skipped.csv`` and ``summary.json``.
+It is trusted only once ``summary.json`` exists (prepare writes it last). The pipeline, training,
+evaluation and localization read it through :class:`RecordsDir`; prepare, the writer, uses the
+same file names.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cxr_tf.core.errors import CxrDataError
+
+SUMMARY = "summary.json"
+MANIFEST = "manifest.csv"
+BOXES = "boxes.csv"
+SKIPPED = "skipped.csv"
+SCHEMA_VERSION = 1     # of summary.json and the record features (see cxr_tf.records.writer)
+_ID_COLUMNS = {"image_id": str, "patient": str, "study": str, "path": str, "view": str, "sex": str}
+
+
+def load_summary(records_dir) -> dict:
+    """Read a records directory's summary; a directory without one was never completed."""
+    path = Path(records_dir) / SUMMARY
+    if not path.is_file():
+        raise CxrDataError(records_dir, f"no {SUMMARY}: not a completed records directory "
+                                        "(run `cxr-tf prepare`, or rerun it if it was interrupted)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CxrDataError(path, f"unreadable summary: {exc}") from None
+    if summary.get("schema_version", 1) > SCHEMA_VERSION:
+        raise CxrDataError(path, f"records schema version {summary['schema_version']} is newer than this "
+                                 f"cxr-tf reads ({SCHEMA_VERSION}); upgrade cxr-tf")
+    return summary
+
+
+class RecordsDir:
+    """A completed records directory: its summary, shards per split, manifest and boxes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.summary = load_summary(self.path)
+
+    def __repr__(self) -> str:
+        return f"RecordsDir({str(self.path)!r})"
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the records were prepared from."""
+        return self.summary["config"]["dataset"]
+
+    @property
+    def findings(self) -> list[str]:
+        """The label vector's finding names, in stored order."""
+        return list(self.summary["findings"])
+
+    @property
+    def stored_size(self) -> int:
+        """The side of the stored (square) images."""
+        return int(self.summary["config"]["size"])
+
+    @property
+    def aspect(self) -> str:
+        """How prepare made non-square images square (``pad``, ``crop``, ``stretch``)."""
+        return self.summary["config"].get("aspect", "pad")
+
+    @property
+    def encoding(self) -> str:
+        """``png`` or ``jpeg``."""
+        return self.summary["config"].get("encoding", "png")
+
+    @property
+    def splits(self) -> dict:
+        """Counts per split (images, patients, positives, uncertain, views)."""
+        return self.summary["splits"]
+
+    def require_splits(self, *names: str) -> None:
+        """Refuse records without one of the named splits."""
+        for name in names:
+            if name not in self.splits:
+                raise CxrDataError(self.path, f"the records have no {name!r} split; splits present: "
+                                              f"{sorted(self.splits)}")
+
+    def shards(self, split: str) -> tuple[list[str], int]:
+        """The shard paths of one split and its image count; a clear error if the split is
+        empty or a shard is missing or changed since prepare wrote it."""
+        shards = {n: s for n, s in self.summary["shards"].items() if n.startswith(f"{split}-")}
+        if not shards:
+            raise CxrDataError(self.path, f"no {split!r} shards; splits present: {sorted(self.splits)}")
+        files = []
+        for name, info in sorted(shards.items()):
+            path = self.path / name
+            if not path.is_file() or path.stat().st_size != info["bytes"]:
+                raise CxrDataError(path, "shard listed in summary.json is missing or has changed; "
+                                         "rerun `cxr-tf prepare`")
+            files.append(str(path))
+        return files, sum(s["images"] for s in shards.values())
+
+    def label_indices(self, findings=None) -> list[int] | None:
+        """Positions of ``findings`` in the stored label vector (None: all, in stored order)."""
+        if findings is None or list(findings) == self.findings:
+            return None
+        missing = [f for f in findings if f not in self.findings]
+        if missing:
+            raise CxrDataError(self.path, f"finding(s) {missing} not in the records' labels {self.findings}")
+        return [self.findings.index(f) for f in findings]
+
+    @functools.cached_property
+    def manifest(self) -> pd.DataFrame:
+        """``manifest.csv``: one row per written image."""
+        path = self.path / MANIFEST
+        if not path.is_file():
+            raise CxrDataError(path, "manifest not found; rerun `cxr-tf prepare`")
+        return pd.read_csv(path, dtype=_ID_COLUMNS)
+
+    def split_frame(self, split: str) -> pd.DataFrame:
+        """The manifest rows of one split, in the order an evaluation dataset yields them."""
+        part = self.manifest[self.manifest["split"] == split]
+        return part.sort_values(["shard", "shard_index"], kind="stable").reset_index(drop=True)
+
+    def boxes(self, split: str | None = None) -> pd.DataFrame:
+        """Ground-truth boxes in original pixels (``boxes.csv``), optionally of one split."""
+        path = self.path / BOXES
+        boxes = pd.read_csv(path, dtype={"image_id": str}) if path.is_file() else pd.DataFrame(
+            columns=["image_id", "finding", "x", "y", "w", "h", "orig_width", "orig_height", "split"])
+        return boxes if split is None else boxes[boxes["split"] == split].reset_index(drop=True)
+
+    def image_size(self, image_id: str) -> tuple[int, int]:
+        """(width, height) of an image's original file."""
+        return tuple(self.summary["image_sizes"][image_id])

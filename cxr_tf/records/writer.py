@@ -1,0 +1,220 @@
+"""Sharded TFRecords: the schema, and parallel, atomic writing (no TensorFlow here).
+
+One ``tf.train.Example`` per image, with features:
+
+==============  =========  ==========================================================
+``image``       bytes      grayscale PNG (default) or JPEG of the resized image
+``image_id``    bytes      the dataset's image identifier (file name)
+``view``        bytes      view position (PA, AP, ...)
+``labels``      float[K]   1 / 0 / -1, NaN for blank, in the vocabulary's order
+``orig_size``   int64[2]   width, height of the decoded source file, in pixels
+``affine``      float[4]   sx, sy, tx, ty: stored = original * s + t (see imaging.geometry)
+``boxes``       float[4n]  x, y, w, h of each ground-truth box, in original pixels
+``box_labels``  int64[n]   vocabulary index of each box
+==============  =========  ==========================================================
+
+Shards are ``{split}-{i:05d}-of-{n:05d}.tfrecord``; each is written to a ``.partial-<pid>`` file and
+renamed only when complete. :mod:`cxr_tf.pipeline` reads them with TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxr_tf.core import atomic
+from cxr_tf.records import tfrecord
+from cxr_tf.core.errors import CxrConfigError, CxrImageError
+from cxr_tf.imaging import decode_file, fit, frame_to_pixels
+from cxr_tf.core.progress import progress
+from cxr_tf.core.parallel import mp_context
+
+log = logging.getLogger(__name__)
+ENCODINGS = ("png", "jpeg")
+SHARD_GLOB = "*-?????-of-?????.tfrecord"
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """File name of one shard."""
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+@dataclass
+class ImageJob:
+    """One image to write: where it is and what goes with it."""
+
+    image_id: str
+    path: str
+    view: str
+    labels: np.ndarray
+    boxes: list = field(default_factory=list)      # [(x, y, w, h, label_index)] in the box frame
+
+
+@dataclass
+class ShardJob:
+    """One shard: its final path and its images, plus how to store them."""
+
+    path: str
+    images: list
+    size: int
+    aspect: str = "pad"
+    encoding: str = "png"
+    quality: int = 95
+    bbox_frame: float | None = None
+    skip_bad: bool = False
+    decode: dict = field(default_factory=dict)     # DICOM display options (e.g. recipe="mimic-jpg")
+
+
+@dataclass
+class ImageResult:
+    """What happened to one image: written (with its geometry) or skipped/failed (with why)."""
+
+    image_id: str
+    ok: bool
+    reason: str = ""
+    orig_width: int = 0
+    orig_height: int = 0
+    affine: tuple = ()
+
+
+def encode(pixels: np.ndarray, encoding: str = "png", quality: int = 95) -> bytes:
+    """Encode a 2-D uint8 array as grayscale PNG or JPEG bytes."""
+    buf = io.BytesIO()
+    img = Image.fromarray(pixels, mode="L") if pixels.dtype == np.uint8 else Image.fromarray(pixels)
+    if encoding == "png":
+        img.save(buf, format="PNG", compress_level=1)
+    elif encoding == "jpeg":
+        img.save(buf, format="JPEG", quality=quality)
+    else:
+        raise CxrConfigError(f"unknown encoding {encoding!r}", key="encoding", choices=ENCODINGS)
+    return buf.getvalue()
+
+
+def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
+    """Decode, resize and serialize one image; raises CxrImageError for a bad file."""
+    pixels = decode_file(item.path, **job.decode)
+    h, w = pixels.shape
+    stored, aff = fit(pixels, job.size, job.aspect)
+    boxes = np.zeros((0, 4), np.float32)
+    labels = np.zeros((0,), np.int64)
+    if item.boxes:
+        arr = np.asarray(item.boxes, dtype=np.float64)
+        xywh = frame_to_pixels(arr[:, :4], w, h, job.bbox_frame) if job.bbox_frame else arr[:, :4]
+        boxes, labels = xywh.astype(np.float32), arr[:, 4].astype(np.int64)
+    record = tfrecord.serialize_example({
+        "image": encode(stored, job.encoding, job.quality),
+        "image_id": item.image_id,
+        "view": item.view or "",
+        "labels": np.asarray(item.labels, np.float32),
+        "orig_size": np.array([w, h], np.int64),
+        "affine": np.array([aff.sx, aff.sy, aff.tx, aff.ty], np.float32),
+        "boxes": boxes.ravel(),
+        "box_labels": labels,
+    })
+    return record, ImageResult(item.image_id, True, "", w, h, (aff.sx, aff.sy, aff.tx, aff.ty))
+
+
+_TICKS = None
+
+
+def _init_worker(ticks) -> None:
+    """Pool initializer: keep the progress queue; quiet TensorFlow if a plugin imports it."""
+    global _TICKS
+    _TICKS = ticks
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def write_shard(job: ShardJob) -> list[ImageResult]:
+    """Write one shard atomically. A bad image is skipped (``skip_bad``) or stops the shard, which
+    is then not written; either way it is reported in the results, never dropped silently."""
+    results, records = [], []
+    for item in job.images:
+        try:
+            rec, res = _example(job, item)
+            records.append(rec)
+        except CxrImageError as exc:
+            res = ImageResult(item.image_id, False, f"{exc.path}: {exc.problem}")
+            if not job.skip_bad:
+                results.append(res)
+                return results
+        results.append(res)
+        if _TICKS is not None:
+            _TICKS.put(1)
+    with atomic.atomic_path(job.path) as tmp:
+        tfrecord.write_records(tmp, records)
+    return results
+
+
+def write_shards(jobs: list[ShardJob], workers: int | None = None, desc: str = "writing shards"
+                 ) -> list[ImageResult]:
+    """Write shards in parallel over ``workers`` processes (default: all cores), with a progress
+    bar. Returns one result per image; with ``skip_bad`` False, stops at the first bad image and
+    raises :class:`CxrImageError` naming it."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    total = sum(len(j.images) for j in jobs)
+    results: list[ImageResult] = []
+    with progress(total=total, desc=desc, unit="img") as bar:
+        if workers == 1:
+            for job in jobs:
+                res = write_shard(job)
+                results += res
+                bar.update(len(res))
+                _raise_first_failure(res, job)
+            return results
+        ctx = mp_context()
+        ticks = ctx.Manager().Queue() if ctx.get_start_method() == "spawn" else ctx.Queue()
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(ticks,)) as pool:
+            pending = {pool.submit(write_shard, job): job for job in jobs}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    _drain(ticks, bar)
+                    for fut in done:
+                        job = pending.pop(fut)
+                        res = fut.result()
+                        results += res
+                        _raise_first_failure(res, job)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+            _drain(ticks, bar)
+    return results
+
+
+def _drain(ticks, bar) -> None:
+    """Move worker progress ticks onto the bar."""
+    n = 0
+    try:
+        while True:
+            n += ticks.get_nowait()
+    except Exception:  # queue.Empty, from either queue flavour
+        pass
+    if n:
+        bar.update(n)
+
+
+def _raise_first_failure(results: list[ImageResult], job: ShardJob) -> None:
+    if not job.skip_bad:
+        for r in results:
+            if not r.ok:
+                path, _, problem = r.reason.partition(": ")
+                raise CxrImageError(path, f"{problem} (use --allow-missing to skip bad images; "
+                                          "they are counted and reported)")
+
+
+def shard_jobs(split: str, images: list[ImageJob], out_dir: Path, images_per_shard: int,
+               **options) -> list[ShardJob]:
+    """Cut one split's images, in the given order, into shard jobs of at most ``images_per_shard``."""
+    count = max(1, -(-len(images) // images_per_shard))
+    bounds = np.linspace(0, len(images), count + 1).round().astype(int)
+    return [ShardJob(str(out_dir / shard_name(split, i, count)), images[a:b], **options)
+            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]

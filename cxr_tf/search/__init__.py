@@ -1,0 +1,1 @@
+"""Hyperparameter search with keras-tuner: the search space as data, resumable trials."""

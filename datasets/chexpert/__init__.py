@@ -1,0 +1,1 @@
+"""CheXpert (Stanford): card, source and phantom writer."""

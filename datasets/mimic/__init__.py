@@ -1,0 +1,1 @@
+"""MIMIC-CXR and MIMIC-CXR-JPG: card, source and phantom writer."""
