@@ -70,6 +70,9 @@ PROVIDED_BY = {
 # "core" is install_requires alone.
 FEATURE = {
     "cxr_tf": "core", "cxr_tf.dicom": "dicom", "cxr_tf.synth.phi": "dicom", "cxr_tf.datasets.mimic.phantom": "dicom",
+    # DICOM releases: their phantom writers, and the sources that read DICOM headers (only when images are present)
+    "cxr_tf.datasets.openi.phantom": "dicom", "cxr_tf.datasets.rsna_pneumonia": "dicom",
+    "cxr_tf.datasets.siim_acr": "dicom", "cxr_tf.datasets.vindr_cxr.phantom": "dicom",
     "cxr_tf.pipeline": "tf", "cxr_tf.models": "tf", "cxr_tf.evaluation": "tf", "cxr_tf.training": "tf",
     "cxr_tf.training.config": "core", "cxr_tf.explain": "explain", "cxr_tf.search": "tune",
     "cxr_tf.federated": "federated", "cxr_tf.interop.export": "export", "cxr_tf.interop.weights": "import",

@@ -1,4 +1,4 @@
-"""Data commands: ``synth``, ``prepare``, ``summary``, ``datasets``."""
+"""Data commands: ``synth``, ``prepare``, ``merge``, ``summary``, ``datasets``, ``stats``."""
 
 from __future__ import annotations
 
@@ -116,6 +116,30 @@ def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, work
 
 
 @click.command()
+@click.argument("records_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Records directory to write (the merged one).")
+@click.option("--approximate", is_flag=True,
+              help="Also join the crosswalk's approximate pairs (e.g. NIH Infiltration with Lung Opacity).")
+def merge(records_dirs, out_dir, approximate):
+    """Merge the records directories of several datasets into OUT, on one label set through the
+    crosswalk. A finding a dataset does not label stays blank: train with --set blank=ignore --set
+    loss=masked_bce --set findings=records; evaluate reports per dataset.
+
+    Example: cxr-tf merge runs/nih_rec runs/chexpert_rec runs/padchest_rec --out runs/merged"""
+    from cxr_tf.records.merge import merge as run
+
+    s = run(records_dirs, out_dir, approximate=approximate)
+    per = ", ".join(f"{d} {n}" for d, n in s["counts"]["per_dataset"].items())
+    click.echo(f"merged {s['counts']['written_images']} images ({per}) into {out_dir}: {len(s['findings'])} findings")
+    for dataset, names in s["crosswalk"].items():
+        for finding, union in names.items():
+            click.echo(f"  {dataset}: {finding} -> {union}")
+    for split_name, part in s["splits"].items():
+        click.echo(f"  {split_name:5s} {part['images']:7d} images  {part['patients']:6d} patients")
+
+
+@click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 def summary(records_dir):
     """Print a records directory's summary.json (without the per-image sizes)."""
@@ -127,18 +151,32 @@ def summary(records_dir):
 
 
 @click.command("datasets")
-def list_datasets():
-    """The registered datasets: their cards, what prepare reads, and the source options."""
+@click.option("--options", "show_options", is_flag=True, help="Also list each source's options.")
+def list_datasets(show_options):
+    """The registered datasets, from their cards: images and patients of the full release, labels
+    and how they were made, views, boxes and masks, splits and licence.
+
+    Example: cxr-tf datasets --options"""
     from cxr_tf.core import cards
     from cxr_tf import sources
 
     for name in sources.names():
         card = cards.dataset_card(name)
+        counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in card.get("expected", {}).items()
+                           if isinstance(v, int))
         click.echo(f"{name}: {card.get('title', '')}")
-        click.echo(f"  folder {cards.card_path('datasets', name).parent} (card, source, phantom); "
-                   f"TFDS builder {card['tfds']['name']}")
-        for key, text in sources.get(name).OPTIONS.items():
-            click.echo(f"  --{key.replace('_', '-')} ...  {text}")
+        click.echo(f"  release:  {counts}")
+        click.echo(f"  labels:   {len(card['findings'])} findings; {card.get('label_method', '')}")
+        click.echo(f"  views:    {card.get('views', '')}")
+        kinds = " and ".join(card.get("annotations", [])) or "none"
+        note = card.get("annotations_note", "")
+        click.echo(f"  boxes, masks: {kinds}{'; ' + note if note and note != 'none' else ''}")
+        click.echo(f"  splits:   {card['splits'].get('official_description', '')}")
+        click.echo(f"  licence:  {card.get('license', '')}")
+        click.echo(f"  folder {cards.card_path('datasets', name).parent}; TFDS builder {card['tfds']['name']}")
+        if show_options:
+            for key, text in sources.get(name).OPTIONS.items():
+                click.echo(f"  --{key.replace('_', '-')} ...  {text}")
 
 
 @click.command("stats")
@@ -147,18 +185,30 @@ def list_datasets():
               help="The dataset in its real layout: the whole label file is described.")
 @click.option("--manifest", "manifest_csv", default=None, type=click.Path(exists=True, dir_okay=False),
               help="A manifest.csv (of a records directory) instead.")
-@click.option("--out", "out_dir", default="stats", show_default=True, type=click.Path(file_okay=False))
-def stats_command(dataset, data_dir, manifest_csv, out_dir):
-    """Descriptive statistics (stats.md, CSV tables, PNG figures) of a dataset's label file or a manifest."""
+@click.option("--out", "out_dir", default="stats", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for stats.md, the tables and the figures.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A source option, as for prepare (e.g. views=all); repeatable.")
+def stats_command(dataset, data_dir, manifest_csv, out_dir, options):
+    """Descriptive statistics (stats.md, CSV tables, PNG figures) of a dataset's label file or a
+    manifest. The images need not be there: absent ones are counted.
+
+    Example: cxr-tf stats --dataset padchest --data-dir /data/padchest -o views=all"""
     from cxr_tf.studies.stats import stats
 
-    c = stats(out_dir, dataset=dataset, data_dir=data_dir, manifest=manifest_csv)
-    click.echo(f"{c['images']:,} images ({c['images_on_disk']:,} on disk), {c['patients']:,} patients, "
-               f"{c['studies']:,} studies, {c['positive_findings']:,} positive findings; "
+    c = stats(out_dir, dataset=dataset, data_dir=data_dir, manifest=manifest_csv, options=_options(options, ()))
+    absent = c["images"] - c["images_on_disk"]
+    click.echo(f"{c['images']:,} images ({c['images_on_disk']:,} on disk, {absent:,} absent), "
+               f"{c['patients']:,} patients, {c['studies']:,} studies, {c['positive_findings']:,} positive findings; "
                f"patients shared between splits: {c['shared_patients']}; wrote {out_dir}/stats.md")
+    listed = {k: v for k, v in c["label_file"].items() if k in ("images", "patients", "studies")}
+    if listed:
+        click.echo("label file: " + ", ".join(f"{v:,} {k}" for k, v in listed.items()))
+    for rule, n in c["excluded_by_filter"].items():
+        click.echo(f"excluded by {rule}: {n:,} listed image(s)")
 
 
 def register(group: click.Group) -> None:
     """Add the data commands to the ``cxr-tf`` group."""
-    for cmd in (synth, prepare, summary, list_datasets, stats_command):
+    for cmd in (synth, prepare, merge, summary, list_datasets, stats_command):
         group.add_command(cmd)

@@ -57,6 +57,8 @@ def predict_split(run_dir, split: str, records=None, model=None, pairs=None):
         probs = probs[:, [outputs.index(q.output) for q in pairs]]
     frame = rec.split_frame(split)
     targets = metric_targets(frame[findings].to_numpy(np.float32), run.config["blank"])
+    # a finding the split does not label at all (e.g. the NIH findings Google did not relabel) is not scored
+    targets[:, frame[findings].isna().all().to_numpy()] = IGNORE
     return frame, targets, probs, findings
 
 
@@ -79,6 +81,10 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """Confusion counts, accuracy, precision, recall and F1 at a threshold (ignored entries dropped)."""
     keep = y != IGNORE
     y, pred = y[keep].astype(int), (p[keep] >= threshold).astype(int)
+    if not len(y):              # the split does not label this finding: nothing to score
+        nan = float("nan")
+        return {"threshold": float(threshold), "accuracy": nan, "precision": nan, "recall": nan, "f1": nan,
+                "tp": 0, "fp": 0, "tn": 0, "fn": 0}
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -114,6 +120,26 @@ def _label_kinds(frame: pd.DataFrame) -> dict:
     """Which labels a split carries (from the manifest's label_source / label_method, if any)."""
     return {col: sorted(map(str, frame[col].dropna().unique())) for col in ("label_source", "label_method")
             if col in frame}
+
+
+def _by_dataset(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, findings, run: Path, split: str) -> dict:
+    """On merged records (a ``dataset`` column), AUROC per dataset and finding beside the overall
+    figures: ``metrics_by_dataset.csv`` and the returned summary (a finding a dataset does not
+    label has no AUROC there)."""
+    if "dataset" not in frame or frame["dataset"].nunique() < 2:
+        return {}
+    rows, out = [], {}
+    for name, index in frame.groupby("dataset", sort=True).indices.items():
+        auc = auroc_per_class(y[index], p[index])
+        for j, f in enumerate(findings):
+            labelled = y[index, j] != IGNORE
+            rows.append({"dataset": name, "finding": f, "auroc": auc[j], "n": int(labelled.sum()),
+                         "positives": int((y[index, j][labelled] == 1).sum())})
+        scored = {f: float(a) for f, a in zip(findings, auc) if not np.isnan(a)}
+        out[name] = {"images": int(len(index)), "mean_auroc": float(np.mean(list(scored.values())))
+                     if scored else float("nan"), "auroc": scored}
+    atomic.write_csv(run / f"metrics_by_dataset_{split}.csv", pd.DataFrame(rows))
+    return out
 
 
 def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, seed: int = 0,
@@ -175,6 +201,9 @@ def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, see
                "per_class": table.to_dict(orient="records"),
                "thresholds": dict(zip(findings, thresholds.tolist())),
                "baseline": "most frequent training class per finding (constant prediction)"}
+    by_dataset = _by_dataset(frame, y, p, findings, run, split)
+    if by_dataset:
+        metrics["by_dataset"] = by_dataset
     if pairs:
         metrics["crosswalk"] = {
             "mapped": [{"finding": q.finding, "model_output": q.output, "match": q.match, "concept": q.concept,

@@ -197,7 +197,7 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
     gt = gt[gt["finding"].isin(findings)]
     wanted = set(gt["image_id"])
     ds = make_dataset(rec.path, split, training=False, include_meta=True, batch_size=batch_size,
-                      image_size=size, findings=findings)
+                      image_size=size)        # the records' own labels (unused here): any dataset with boxes
     pairs, rows = [], []
 
     def flush():

@@ -14,7 +14,9 @@ Features of every example:
 ``labels``   float32 [K]                  one entry per finding, in ``info.metadata["findings"]``
                                           order: 1 positive, **0 negative**, -1 uncertain,
                                           NaN not mentioned (the manifest's four states)
-``boxes``    Sequence of bbox + label     ChestX-ray14 only: ground-truth boxes, normalized
+``boxes``    Sequence of bbox + label     datasets with boxes (card ``annotations``): normalized
+``masks``    Sequence of rle + label      datasets with masks: cxr-tf's run-length text over
+                                          the original pixels (:mod:`cxr_tf.imaging.masks`)
 ============ ============================ ==================================================
 
 Splits are the source's official ones (``train``, ``validation``, ``test``). Images listed but
@@ -60,9 +62,12 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "view": tfds.features.Text(), "age": np.float32, "sex": tfds.features.Text(),
             "labels": tfds.features.Tensor(shape=(len(findings),), dtype=np.float32),
         }
-        if "bbox_file" in card.get("layout", {}):
+        if "boxes" in card.get("annotations", []):
             features["boxes"] = tfds.features.Sequence({
                 "bbox": tfds.features.BBoxFeature(), "label": tfds.features.ClassLabel(names=findings)})
+        if "masks" in card.get("annotations", []):
+            features["masks"] = tfds.features.Sequence({
+                "rle": tfds.features.Text(), "label": tfds.features.ClassLabel(names=findings)})
         return self.dataset_info_from_configs(
             description=f"{card['title']} ({card.get('version', '')}), read by cxr_tf.datasets.{self.DATASET}.source. "
                         f"labels: {LABEL_ENCODING}.",
@@ -80,7 +85,8 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         frame = data.manifest[data.manifest["split"] == split]
         labels = frame[list(data.findings)].to_numpy(np.float32)
         boxes = data.boxes.groupby("image_id") if len(data.boxes) else None
-        with_boxes = "bbox_file" in self._card().get("layout", {})
+        masks = data.masks.groupby("image_id") if len(data.masks) else None
+        annotations = self._card().get("annotations", [])
         columns = ("path", "image_id", "patient", "study", "view", "age", "sex")
         for (path, image_id, patient, study, view, age, sex), y in zip(frame[list(columns)].itertuples(
                 index=False, name=None), labels):
@@ -88,8 +94,11 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             example = {"image": pixels[..., None], "image_id": image_id, "patient": str(patient),
                        "study": str(study), "view": "" if view != view else str(view),
                        "age": np.float32(age), "sex": "" if sex != sex else str(sex), "labels": y}
-            if with_boxes:
+            if "boxes" in annotations:
                 example["boxes"] = _boxes(boxes, image_id, data.bbox_frame, pixels.shape)
+            if "masks" in annotations:
+                example["masks"] = [] if masks is None or image_id not in masks.groups else [
+                    {"rle": m.rle, "label": m.finding} for m in masks.get_group(image_id).itertuples(index=False)]
             yield image_id, example
 
 

@@ -1,5 +1,6 @@
 """``cxr-tf prepare``: source layout -> manifest -> sharded TFRecords, ``manifest.csv``,
-``boxes.csv``, ``skipped.csv`` and ``summary.json`` in one records directory.
+``boxes.csv``, ``masks.csv`` (datasets with masks), ``skipped.csv`` and ``summary.json`` in one records
+directory.
 
 The directory is trusted only once ``summary.json`` exists: it is removed first and written last,
 and every shard and CSV is written atomically, so a killed run leaves nothing a later run (or
@@ -21,7 +22,7 @@ from cxr_tf.sources import manifest as mf
 from cxr_tf.core.errors import CxrConfigError, MissingImagesError
 from cxr_tf.imaging import ASPECTS
 from cxr_tf.records.writer import ENCODINGS, SHARD_GLOB, ImageJob, shard_jobs, write_shards
-from cxr_tf.records.reader import BOXES, MANIFEST, SCHEMA_VERSION, SKIPPED, SUMMARY
+from cxr_tf.records.reader import BOXES, MANIFEST, MASKS, SCHEMA_VERSION, SKIPPED, SUMMARY
 
 log = logging.getLogger(__name__)
 EXAMPLES = 20
@@ -84,16 +85,23 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     skipped = skipped.merge(frame[["image_id", "path", "split"]], on="image_id", how="left")
     sizes = dict(zip(kept["image_id"], zip(kept["orig_width"], kept["orig_height"])))
     boxes = sources.boxes_in_pixels(src.boxes, sizes, src.bbox_frame)
-    boxes = boxes.assign(split=boxes["image_id"].map(dict(zip(kept["image_id"], kept["split"]))))
+    split_of = dict(zip(kept["image_id"], kept["split"]))
+    boxes = boxes.assign(split=boxes["image_id"].map(split_of))
+    masks = src.masks[src.masks["image_id"].isin(split_of.keys())]
+    masks = masks.assign(split=masks["image_id"].map(split_of)).reset_index(drop=True)
 
     mf.write(kept, out / MANIFEST)
     atomic.write_csv(out / SKIPPED, skipped[["image_id", "path", "split", "reason"]])
     atomic.write_csv(out / BOXES, boxes)
+    if len(src.masks):
+        atomic.write_csv(out / MASKS, masks)
+    else:
+        (out / MASKS).unlink(missing_ok=True)
     for name, table in src.tables.items():       # side tables (e.g. reports), for the kept studies only
         if "study" in table:
             table = table[table["study"].isin(set(kept["study"].astype(str)))]
         atomic.write_csv(out / f"{name}.csv", table)
-    summary = _summary(src, frame, kept, skipped, bad, boxes, jobs, out, dict(
+    summary = _summary(src, frame, kept, skipped, bad, boxes, masks, jobs, out, dict(
         dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
         images_per_shard=images_per_shard, allow_missing=allow_missing, options=options))
     atomic.write_json(out / SUMMARY, summary)
@@ -125,6 +133,9 @@ def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed:
     by_image: dict[str, list] = {}
     for b in src.boxes.itertuples(index=False):
         by_image.setdefault(b.image_id, []).append((b.x, b.y, b.w, b.h, vocab[b.finding]))
+    masks_of: dict[str, list] | None = {} if len(src.masks) else None
+    for m in src.masks.itertuples(index=False):
+        masks_of.setdefault(m.image_id, []).append((m.rle, vocab[m.finding]))
     labels = present[list(src.findings)].to_numpy(np.float32)
     jobs = []
     for split in mf.SPLITS:
@@ -134,12 +145,14 @@ def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed:
         rows = rows[np.random.default_rng([seed, mf.SPLITS.index(split)]).permutation(len(rows))]
         items = [ImageJob(present["image_id"].iat[r], str(src.root / present["path"].iat[r]),
                           str(present["view"].iat[r]), labels[r],
-                          by_image.get(present["image_id"].iat[r], [])) for r in rows]
+                          by_image.get(present["image_id"].iat[r], []),
+                          None if masks_of is None else masks_of.get(present["image_id"].iat[r], []))
+                 for r in rows]
         jobs += shard_jobs(split, items, out, images_per_shard, bbox_frame=src.bbox_frame, **options)
     return jobs
 
 
-def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
+def _summary(src, listed, kept, skipped, bad, boxes, masks, jobs, out, config) -> dict:
     """The audit record of one prepare run."""
     card = cards.dataset_card(src.name)
     expected = card.get("expected", {})
@@ -168,6 +181,8 @@ def _summary(src, listed, kept, skipped, bad, boxes, jobs, out, config) -> dict:
             "skipped_images": int(len(skipped)),
             "boxes": int(len(boxes)),
             "boxed_images": int(boxes["image_id"].nunique()),
+            "masks": int(len(masks)),
+            "masked_images": int(masks["image_id"].nunique()),
             "excluded_by_filter": dict(src.excluded),
         },
         "release_check": {k: {"expected": v, "listed": src.release_counts.get(k)}

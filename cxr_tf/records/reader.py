@@ -1,10 +1,10 @@
 """Reading a records directory written by ``cxr-tf prepare`` (no TensorFlow, no PIL).
 
 The directory holds ``{split}-NNNNN-of-NNNNN.tfrecord`` shards, ``manifest.csv`` (one row per
-written image, with its shard and position), ``boxes.csv``, ``skipped.csv`` and ``summary.json``.
-It is trusted only once ``summary.json`` exists (prepare writes it last). The pipeline, training,
-evaluation and localization read it through :class:`RecordsDir`; prepare, the writer, uses the
-same file names.
+written image, with its shard and position), ``boxes.csv``, ``masks.csv`` (schema 2, datasets with
+segmentation masks), ``skipped.csv`` and ``summary.json``. It is trusted only once ``summary.json``
+exists (prepare writes it last). The pipeline, training, evaluation and localization read it
+through :class:`RecordsDir`; prepare, the writer, uses the same file names.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from cxr_tf.core.errors import CxrDataError
 SUMMARY = "summary.json"
 MANIFEST = "manifest.csv"
 BOXES = "boxes.csv"
+MASKS = "masks.csv"
 SKIPPED = "skipped.csv"
-SCHEMA_VERSION = 1     # of summary.json and the record features (see cxr_tf.records.writer)
+# Of summary.json and the record features (see cxr_tf.records.writer). 2 added the optional masks
+# (``masks.csv``, features ``mask_rle``/``mask_labels``); a version-1 directory reads as one without masks.
+SCHEMA_VERSION = 2
 _ID_COLUMNS = {"image_id": str, "patient": str, "study": str, "path": str, "view": str, "sex": str}
 
 
@@ -131,6 +134,15 @@ class RecordsDir:
         boxes = pd.read_csv(path, dtype={"image_id": str}) if path.is_file() else pd.DataFrame(
             columns=["image_id", "finding", "x", "y", "w", "h", "orig_width", "orig_height", "split"])
         return boxes if split is None else boxes[boxes["split"] == split].reset_index(drop=True)
+
+    def masks(self, split: str | None = None) -> pd.DataFrame:
+        """Ground-truth segmentation masks (``masks.csv``: canonical run-length text over each
+        original file's pixels, see :mod:`cxr_tf.imaging.masks`), optionally of one split; empty
+        for a dataset without masks."""
+        path = self.path / MASKS
+        masks = pd.read_csv(path, dtype={"image_id": str, "rle": str}, keep_default_na=False) \
+            if path.is_file() else pd.DataFrame(columns=["image_id", "finding", "rle", "width", "height", "split"])
+        return masks if split is None else masks[masks["split"] == split].reset_index(drop=True)
 
     def image_size(self, image_id: str) -> tuple[int, int]:
         """(width, height) of an image's original file."""

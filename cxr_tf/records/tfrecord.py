@@ -58,11 +58,57 @@ def _feature(value: Value) -> bytes:
     raise TypeError(f"cannot encode a feature of dtype {arr.dtype}")
 
 
+class Raw(bytes):
+    """An already encoded ``tf.train.Feature`` (from :func:`example_features`), kept as it is."""
+
+
 def serialize_example(features: Mapping[str, Value]) -> bytes:
-    """Serialize a ``tf.train.Example`` from a mapping of feature name -> value."""
-    entries = b"".join(_field(1, _field(1, k.encode("utf-8")) + _field(2, _feature(v)))
+    """Serialize a ``tf.train.Example`` from a mapping of feature name -> value (a :class:`Raw`
+    value is copied as encoded)."""
+    entries = b"".join(_field(1, _field(1, k.encode("utf-8")) + _field(2, v if isinstance(v, Raw) else _feature(v)))
                        for k, v in features.items())
     return _field(1, entries)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, payload) of each length-delimited field of a message."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        if key & 7 != 2:
+            raise ValueError(f"unexpected wire type {key & 7} in a tf.train.Example")
+        length, pos = _read_varint(data, pos)
+        yield key >> 3, data[pos:pos + length]
+        pos += length
+
+
+def example_features(data: bytes) -> dict[str, Raw]:
+    """A serialized ``tf.train.Example`` -> feature name -> its encoded ``Feature`` (no TensorFlow);
+    :func:`serialize_example` writes them back unchanged."""
+    out = {}
+    for number, features in _fields(data):
+        if number != 1:
+            continue
+        for _, entry in _fields(features):
+            parts = dict(_fields(entry))
+            out[parts.get(1, b"").decode("utf-8")] = Raw(parts.get(2, b""))
+    return out
+
+
+def feature_bytes(raw: Raw) -> list[bytes]:
+    """The values of an encoded BytesList feature."""
+    return [value for number, values in _fields(raw) if number == 1 for _, value in _fields(values)]
 
 
 def _masked_crc(data: bytes) -> int:

@@ -11,6 +11,10 @@ One ``tf.train.Example`` per image, with features:
 ``affine``      float[4]   sx, sy, tx, ty: stored = original * s + t (see imaging.geometry)
 ``boxes``       float[4n]  x, y, w, h of each ground-truth box, in original pixels
 ``box_labels``  int64[n]   vocabulary index of each box
+``mask_rle``    bytes[m]   each ground-truth mask, canonical run-length text over the original
+                           pixels (:mod:`cxr_tf.imaging.masks`); schema 2, only when the dataset
+                           has masks
+``mask_labels`` int64[m]   vocabulary index of each mask (schema 2, with ``mask_rle``)
 ==============  =========  ==========================================================
 
 Shards are ``{split}-{i:05d}-of-{n:05d}.tfrecord``; each is written to a ``.partial-<pid>`` file and
@@ -55,6 +59,7 @@ class ImageJob:
     view: str
     labels: np.ndarray
     boxes: list = field(default_factory=list)      # [(x, y, w, h, label_index)] in the box frame
+    masks: list | None = None                      # [(rle, label_index)]; None: the dataset has no masks
 
 
 @dataclass
@@ -108,7 +113,7 @@ def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
         arr = np.asarray(item.boxes, dtype=np.float64)
         xywh = frame_to_pixels(arr[:, :4], w, h, job.bbox_frame) if job.bbox_frame else arr[:, :4]
         boxes, labels = xywh.astype(np.float32), arr[:, 4].astype(np.int64)
-    record = tfrecord.serialize_example({
+    features = {
         "image": encode(stored, job.encoding, job.quality),
         "image_id": item.image_id,
         "view": item.view or "",
@@ -117,7 +122,11 @@ def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
         "affine": np.array([aff.sx, aff.sy, aff.tx, aff.ty], np.float32),
         "boxes": boxes.ravel(),
         "box_labels": labels,
-    })
+    }
+    if item.masks is not None:
+        features["mask_rle"] = [rle for rle, _ in item.masks]
+        features["mask_labels"] = np.array([k for _, k in item.masks], np.int64)
+    record = tfrecord.serialize_example(features)
     return record, ImageResult(item.image_id, True, "", w, h, (aff.sx, aff.sy, aff.tx, aff.ty))
 
 

@@ -27,6 +27,8 @@ from cxr_tf.vocab.findings import vocabulary
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ("image_id", "finding", "x", "y", "w", "h")
+# A mask: canonical run-length text (cxr_tf.imaging.masks) over the file's own width x height pixels.
+MASK_COLUMNS = ("image_id", "finding", "rle", "width", "height")
 # A label cell as the releases write it -> the manifest's state (blank: not mentioned).
 STATES = {"1.0": 1.0, "1": 1.0, "0.0": 0.0, "0": 0.0, "-1.0": -1.0, "-1": -1.0, "": np.nan}
 ALLOWED = "allowed: 1.0, 0.0, -1.0 or blank"
@@ -36,15 +38,17 @@ ALLOWED = "allowed: 1.0, 0.0, -1.0 or blank"
 class SourceData:
     """What a source found on disk.
 
-    ``manifest`` has one row per image listed by the dataset's label file, with ``path`` relative
-    to ``root``; ``missing`` lists the image ids whose file is not on disk (their rows are still in
-    the manifest so that splits do not depend on what was unpacked). ``boxes`` (may be empty) has
+    ``manifest`` has one row per image listed by the dataset's label file, with ``path`` relative to
+    ``root``; ``missing`` lists the image ids whose file is not on disk (their rows are still in the
+    manifest so that splits do not depend on what was unpacked). ``boxes`` (may be empty) has
     :data:`BOX_COLUMNS`, coordinates in a ``bbox_frame``-pixel square frame (or in each file's own
-    pixels when ``bbox_frame`` is None). ``files`` names the files read; ``release_counts`` holds
-    counts of the source files that the card's ``[expected]`` table can be checked against;
-    ``excluded`` counts the listed images a filter the user chose left out (never a silent drop);
-    ``decode`` holds options for decoding the files (e.g. a DICOM ``recipe``), and ``tables`` side
-    tables that prepare writes beside the manifest as ``<name>.csv`` (e.g. MIMIC's ``reports``).
+    pixels when ``bbox_frame`` is None); ``masks`` (may be empty) has :data:`MASK_COLUMNS`, one row
+    per mask (several per image allowed), run-length encoded in the file's own pixels. ``files``
+    names the files read; ``release_counts`` holds counts of the source files that the card's
+    ``[expected]`` table can be checked against; ``excluded`` counts the listed images a filter the
+    user chose left out (never a silent drop); ``decode`` holds options for decoding the files (e.g.
+    a DICOM ``recipe``), and ``tables`` side tables that prepare writes beside the manifest as
+    ``<name>.csv`` (e.g. MIMIC's ``reports``).
     """
 
     name: str
@@ -53,6 +57,7 @@ class SourceData:
     manifest: pd.DataFrame
     boxes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BOX_COLUMNS))
     missing: list[str] = field(default_factory=list)
+    masks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MASK_COLUMNS))
     bbox_frame: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     release_counts: dict[str, int] = field(default_factory=dict)

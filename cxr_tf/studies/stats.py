@@ -35,7 +35,8 @@ def from_source(dataset: str, data_dir, split: str = "official", options: dict |
     data = source.load(data_dir, split=split, **sources.check_options(source, options or {}))
     frame = data.manifest.assign(on_disk=~data.manifest["image_id"].isin(set(data.missing)))
     return frame, list(data.findings), Path(data.root), {"dataset": dataset, "source": str(data_dir),
-                                                         "excluded_by_filter": dict(data.excluded)}
+                                                         "excluded_by_filter": dict(data.excluded),
+                                                         "label_file": dict(data.release_counts)}
 
 
 def from_manifest(path, dataset: str | None = None) -> tuple[pd.DataFrame, list[str], Path | None, dict]:
@@ -272,4 +273,7 @@ def stats(out_dir, *, dataset: str | None = None, data_dir=None, manifest=None, 
     counts = t["counts"].set_index("split").loc["all"].to_dict()
     counts["shared_patients"] = int(t["split_overlap"]["shared_patients"].sum()) if len(t["split_overlap"]) else 0
     log.info("stats of %s into %s: %s", facts["source"], out, counts)
-    return {k: int(v) for k, v in counts.items()}
+    out = {k: int(v) for k, v in counts.items()}
+    out["label_file"] = {k: int(v) for k, v in facts.get("label_file", {}).items()}
+    out["excluded_by_filter"] = dict(facts.get("excluded_by_filter", {}))
+    return out

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from cxr_tf.models import presets
 from cxr_tf.core.settings import parse_value, read_toml
 from cxr_tf.core.errors import CxrConfigError
+from cxr_tf.records.reader import RecordsDir
 from cxr_tf.vocab.findings import check_policies, parse_policies, vocabulary
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -47,7 +48,7 @@ class TrainConfig:
     out: str | None = None            # run directory (None: train in memory, write nothing)
     preset: str = presets.DEFAULT     # presets.toml: defaults for the fields below
     dataset: str | None = None        # the dataset card whose vocabulary names the findings
-    findings: list | str | None = None   # output names, or the name of a list in the card
+    findings: list | str | None = None   # output names, a list name in the card, or "records" (the records' own)
     backbone: str | None = None
     head: str | None = None
     transition_depth: int | None = None
@@ -132,6 +133,10 @@ class TrainConfig:
         if not cfg.dataset:
             raise CxrConfigError(f"preset {cfg.preset!r} names no dataset, so no vocabulary for the findings",
                                  key="dataset")
+        if cfg.findings == "records":          # the records' own label set (e.g. `cxr-tf merge`)
+            if not cfg.records:
+                raise CxrConfigError("findings = 'records' needs the records directory", key="findings")
+            cfg.findings = list(RecordsDir(cfg.records).findings)
         if cfg.findings is None or isinstance(cfg.findings, str):
             cfg.findings = list(vocabulary(cfg.dataset, cfg.findings).findings)
         cfg.findings = [str(f) for f in cfg.findings]

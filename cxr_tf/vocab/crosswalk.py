@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from cxr_tf.core import cards
 from cxr_tf.core.errors import CxrConfigError, CxrDataError
@@ -73,3 +73,40 @@ def require(outputs: Sequence[str], findings: Sequence[str], approximate: bool =
         raise CxrConfigError(f"the model's outputs {list(outputs)} share no finding with the records' labels "
                              f"{list(findings)} (see {PATH.name})", key="records")
     return found
+
+
+def union(vocabularies: Mapping[str, Sequence[str]], approximate: bool = False
+          ) -> tuple[list[str], dict[str, dict[str, str]], list[Pair]]:
+    """One label set for several datasets (``vocabularies``: dataset -> its findings, in the order
+    they are merged): the union of the findings, a finding of a later dataset joining an earlier
+    one's when the name is the same or a concept names both (approximate concepts only when
+    asked). Returns (the union's findings, dataset -> {its finding: union finding}, the joins made
+    through the crosswalk). Two findings of one dataset never join each other."""
+    findings: list[str] = []
+    owners: dict[str, set] = {}
+    mapping: dict[str, dict[str, str]] = {}
+    joins: list[Pair] = []
+    for dataset, names in vocabularies.items():
+        mapping[dataset] = {}
+        for finding in names:
+            target, pair = None, None
+            if finding in owners and dataset not in owners[finding]:
+                target = finding
+            else:
+                for name, c in concepts().items():
+                    if (c["match"] == "approximate" and not approximate) or c.get(dataset) != finding:
+                        continue
+                    hits = [f for f in findings if dataset not in owners[f]
+                            and any(c.get(d) == f for d in owners[f])]
+                    if hits:
+                        target, pair = hits[0], Pair(finding, hits[0], c["match"], name, c.get("note", ""))
+                        break
+            if target is None:
+                target = finding if finding not in owners else f"{finding} ({dataset})"
+                findings.append(target)
+                owners[target] = set()
+            owners[target].add(dataset)
+            mapping[dataset][finding] = target
+            if pair:
+                joins.append(pair)
+    return findings, mapping, joins

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_tf.core.errors import CxrDataError
+from cxr_tf.core.errors import CxrConfigError, CxrDataError
+from cxr_tf.datasets.chestxray14 import relabels
 from cxr_tf.sources import splits
 from cxr_tf.sources.base import BOX_COLUMNS, SourceData, begin, find_file, finish, open_text, random_split
 from cxr_tf.sources.base import card as _card
@@ -29,7 +30,11 @@ OPTIONS = {
     "val_fraction": "official split: fraction of train_val patients carved out for validation "
                     "[default: the card's 0.1]",
     "fractions": "random split: patient fractions [train, val, test] [default: [0.8, 0.1, 0.1]]",
+    "test_labels": "official split: nih (the report-mined labels, default) or google2019 (Google's "
+                   "radiologist-adjudicated Airspace opacity, Fracture, Nodule or mass and Pneumothorax "
+                   "for its 1,962 test images; see datasets/chestxray14/relabels.py)",
 }
+TEST_LABELS = ("nih", "google2019")
 _BRACKET = re.compile(r"^(.*)\[(.*)\]$")
 
 
@@ -162,8 +167,11 @@ def index_images(data_dir: Path) -> dict[str, Path]:
 
 
 def load(data_dir, split: str = "official", seed: int | None = None,
-         val_fraction: float | None = None, fractions=None) -> SourceData:
-    """Read a ChestX-ray14 directory into a split manifest, boxes and the list of missing images."""
+         val_fraction: float | None = None, fractions=None, test_labels: str = "nih") -> SourceData:
+    """Read a ChestX-ray14 directory into a split manifest, boxes and the list of missing images
+    (``test_labels=google2019``: Google's expert labels as the test split's, see :mod:`.relabels`)."""
+    if test_labels not in TEST_LABELS:
+        raise CxrConfigError(f"unknown test_labels {test_labels!r}", key="test_labels", choices=TEST_LABELS)
     data_dir, c, vocab, seed = begin(NAME, data_dir, seed)
     layout, split_cfg = c["layout"], c["splits"]
     label_file = find_file(data_dir, layout["label_files"])
@@ -203,5 +211,11 @@ def load(data_dir, split: str = "official", seed: int | None = None,
     if split == "official":
         counts.update(train_val_images=int((frame["split"] != "test").sum()),
                       test_images=int((frame["split"] == "test").sum()))
-    return finish(NAME, data_dir, frame, vocab.findings, label_file, present.to_numpy(), boxes=boxes,
-                  bbox_frame=float(layout["bbox_frame"]), files=files, release_counts=counts)
+    findings, excluded = vocab.findings, {}
+    if test_labels == "google2019":
+        frame, findings, more = relabels.apply(frame, findings, data_dir, c, excluded, files)
+        counts.update(more)
+        boxes = boxes[boxes["image_id"].isin(set(frame["image_id"]))].reset_index(drop=True)
+        present = frame["image_id"].map(images).notna()
+    return finish(NAME, data_dir, frame, findings, label_file, present.to_numpy(), boxes=boxes,
+                  bbox_frame=float(layout["bbox_frame"]), files=files, release_counts=counts, excluded=excluded)

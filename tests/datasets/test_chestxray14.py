@@ -1,6 +1,7 @@
 """The ChestX-ray14 source reads the real files: both Data_Entry headers, the lists, the box list
 and both image folder layouts; bad input fails naming the file."""
 
+import numpy as np
 import pytest
 
 from cxr_tf.core.errors import CxrDataError, LeakageError
@@ -87,3 +88,64 @@ def test_real_nih_files(shared_dir):
     row = m.set_index("image_id").loc["00029539_000.png"]
     assert row[["Cardiomegaly", "Effusion", "Pleural_Thickening"]].tolist() == [1, 1, 1]
     assert row[list(d.findings)].sum() == 3
+
+
+# ---- Google's expert relabels as the test split's labels (--option test_labels=google2019)
+
+GOOGLE_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+                 "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],Fracture,Pneumothorax,"
+                 "Airspace opacity,Nodule or mass,Set Id")
+
+
+def _google(root, rows):
+    (root / "google2019_nih-chest-xray-labels.csv").write_text("\n".join([GOOGLE_HEADER, *rows]) + "\n")
+
+
+def test_google_labels_replace_the_test_labels(make_layout, tmp_path):
+    root = make_layout(tmp_path / "nih", test=("00000004_000.png", "00000003_000.png"))
+    _google(root, ["00000004_000.png,Mass|Nodule,0,4,33,F,PA,2500,2048,0.168,0.168,NO,YES,NO,YES,test",
+                   "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143,YES,NO,NO,NO,val"])
+    d = src.load(root, test_labels="google2019")
+    assert d.findings[-3:] == ("Airspace opacity", "Fracture", "Nodule or mass") and len(d.findings) == 17
+    m = d.manifest.set_index("image_id")
+    assert "00000003_000.png" not in m.index            # a test image Google did not relabel: left out, counted
+    assert d.excluded == {"NIH test image not relabelled (google2019)": 1}
+    test = m.loc["00000004_000.png"]
+    assert test["Pneumothorax"] == 1 and test["Nodule or mass"] == 1 and test["Fracture"] == 0
+    assert np.isnan(test["Mass"]) and np.isnan(test["Cardiomegaly"])     # NIH's labels are not the test labels
+    assert test["label_method"] == "radiologist" and test["label_source"] == "google2019"
+    train = m.loc["00000001_000.png"]                    # Google's val images keep NIH's labels for training
+    assert train["Cardiomegaly"] == 1 and np.isnan(train["Fracture"]) and train["label_method"] == "nlp"
+    assert len(d.boxes) == 1 and d.files["test_split_labels"].startswith("google2019")
+
+
+def test_google_labels_bad_input(make_layout, tmp_path):
+    root = make_layout(tmp_path / "nih")
+    with pytest.raises(CxrDataError, match="test_labels=google2019 needs"):
+        src.load(root, test_labels="google2019")
+    _google(root, ["00000004_000.png,Mass,0,4,33,F,PA,2500,2048,0.168,0.168,NO,MAYBE,NO,YES,test"])
+    with pytest.raises(CxrDataError, match="line 2: Pneumothorax is 'MAYBE'"):
+        src.load(root, test_labels="google2019")
+    _google(root, ["00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143,NO,NO,NO,NO,test"])
+    with pytest.raises(CxrDataError, match="not in NIH's test list"):
+        src.load(root, test_labels="google2019")
+    with pytest.raises(Exception, match="unknown test_labels"):
+        src.load(root, test_labels="chexpert")
+
+
+def test_real_google_relabels(shared_dir, tmp_path):
+    nih = shared_dir / "nih"
+    for name in ("Data_Entry_2017_v2020.csv.gz", "BBox_List_2017.csv.gz", "train_val_list.txt", "test_list.txt"):
+        (tmp_path / name).symlink_to(nih / name)
+    (tmp_path / "google2019_nih-chest-xray-labels.csv.gz").symlink_to(
+        shared_dir / "labels" / "google2019_nih-chest-xray-labels.csv.gz")
+    d = src.load(tmp_path, test_labels="google2019")
+    counts = d.release_counts
+    assert (counts["google2019_images"], counts["google2019_val"], counts["google2019_test"]) == (4376, 2414, 1962)
+    m = d.manifest
+    test = m[m["split"] == "test"]
+    assert len(test) == 1962 and (test["label_method"] == "radiologist").all()
+    assert d.excluded["NIH test image not relabelled (google2019)"] == 25596 - 1962
+    assert {f: int(test[f].sum()) for f in ("Pneumothorax", "Airspace opacity", "Fracture", "Nodule or mass")} == \
+        {"Pneumothorax": 195, "Airspace opacity": 1135, "Fracture": 72, "Nodule or mass": 295}
+    assert len(d.missing) == len(m)

@@ -133,3 +133,27 @@ def test_localize_run_end_to_end(tiny_run):
         assert (summary.sort_values("T").groupby("finding")[col].apply(lambda s: s.is_monotonic_decreasing)).all()
     md = (tiny_run / "localization.md").read_text()
     assert "| T(IoBB) | metric |" in md and "### Diagnostics" in md and "feature grid" in md
+
+
+@pytest.mark.parametrize("name", ["rsna_pneumonia", "siim_acr", "vindr_cxr"])
+def test_localize_scores_the_boxes_of_other_datasets(name, tiny_run, tmp_path):
+    """Any records with boxes are scored: RSNA's pneumonia boxes, the boxes of SIIM's masks and
+    VinDr's per-reader boxes, here with the NIH-trained run on the findings it shares by name."""
+    from cxr_tf import sources
+    from cxr_tf.core import cards
+    from cxr_tf.explain.localize import localize_run
+    from cxr_tf.records.prepare import prepare
+    from cxr_tf.records.reader import RecordsDir
+
+    if name not in sources.names():
+        pytest.skip(f"{name} is not registered")
+    info = sources.synth_writer(name)(tmp_path / "raw", **cards.dataset_card(name)["synth"]["contract"])
+    prepare(name, info.get("data_dir", tmp_path / "raw"), tmp_path / "rec", size=48, workers=1)
+    rec = RecordsDir(tmp_path / "rec")
+    boxes = rec.boxes("train")
+    from cxr_tf.models.rundir import RunDir
+    shared = boxes[boxes["finding"].isin(RunDir(tiny_run).config["findings"])]
+    assert len(shared), f"{name}: the phantom has no boxes the NIH run can be scored on"
+    table = localize_run(tiny_run, records=tmp_path / "rec", split="train", write=False)
+    assert set(table["image_id"]) == set(shared["image_id"])
+    assert table["iobb"].between(0, 1).all() and table["iou"].between(0, 1).all()

@@ -71,3 +71,36 @@ def test_mimic_cxr_builder(mimic_dirs, tmp_path):
         assert ex["view"].decode() in ("AP", "PA") and ex["image"].shape == (77, 64, 1)
         n += 1
     assert n == (man["split"] == "test").sum() > 0
+
+
+@pytest.mark.parametrize("name", ["padchest", "vindr_cxr", "rsna_pneumonia", "siim_acr", "openi"])
+def test_every_new_dataset_has_a_working_builder(name, tmp_path):
+    """Each builder is generated from its card: the val split of the contract phantom, with the
+    manifest's labels and the boxes and masks the card's ``annotations`` name."""
+    from cxr_tf import sources
+    from cxr_tf.core import cards
+
+    if name not in sources.names():
+        pytest.skip(f"{name} is not registered")
+    card = cards.dataset_card(name)
+    info = sources.synth_writer(name)(tmp_path / "raw", **card["synth"]["contract"])
+    root = info.get("data_dir", tmp_path / "raw")
+    src = sources.get(name).load(root)
+    ds, ds_info = _load(card["tfds"]["name"], root, tmp_path / "tfds", "validation")
+    man = src.manifest.set_index("image_id")
+    n = boxes = masks = 0
+    for ex in tfds.as_numpy(ds):
+        image_id = ex["image_id"].decode()
+        assert man.loc[image_id, "split"] == "val"
+        np.testing.assert_array_equal(ex["labels"], man.loc[image_id, list(src.findings)].to_numpy(np.float32))
+        if "boxes" in card["annotations"]:
+            assert len(ex["boxes"]["bbox"]) == (src.boxes["image_id"] == image_id).sum()
+            boxes += len(ex["boxes"]["bbox"])
+        if "masks" in card["annotations"]:
+            want = sorted(src.masks.loc[src.masks["image_id"] == image_id, "rle"])
+            assert sorted(r.decode() for r in ex["masks"]["rle"]) == want
+            masks += len(want)
+        n += 1
+    assert n == (man["split"] == "val").sum() > 0
+    assert ("boxes" in ds_info.features) == ("boxes" in card["annotations"])
+    assert ("masks" in ds_info.features) == ("masks" in card["annotations"])

@@ -20,8 +20,9 @@ def test_every_dataset_has_every_part(name):
     assert (TESTS / "datasets" / f"test_{name}.py").is_file(), f"datasets/{name}/ has no tests/datasets/test_{name}.py"
     card = cards.dataset_card(name)
     for key in ("title", "license", "citation", "how_to_obtain", "findings", "splits", "expected", "synth",
-                "crosswalk", "tfds"):
+                "crosswalk", "tfds", "label_method", "views", "annotations_note"):
         assert card.get(key), f"datasets/{name}/card.toml has no {key}"
+    assert set(card.get("annotations", ["none"])) <= {"boxes", "masks"}, f"datasets/{name}: annotations"
     assert "contract" in card["synth"] and "seed" in card["splits"]
     source = sources.get(name)
     assert source.NAME == name and isinstance(source, sources.Source)

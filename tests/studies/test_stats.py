@@ -13,7 +13,9 @@ def test_exact_counts_on_a_known_layout(make_layout, tmp_path):
     root = make_layout(tmp_path / "nih")
     c = stats(tmp_path / "out", dataset="chestxray14", data_dir=root)
     assert c == {"images": 5, "patients": 4, "studies": 5, "positive_findings": 7, "images_with_no_positive": 1,
-                 "images_on_disk": 5, "shared_patients": 0}
+                 "images_on_disk": 5, "shared_patients": 0, "excluded_by_filter": {},
+                 "label_file": {"images": 5, "patients": 4, "bbox_boxes": 1, "bbox_images": 1,
+                                "train_val_images": 4, "test_images": 1}}
     prev = pd.read_csv(tmp_path / "out" / "prevalence.csv")
     whole = prev[prev["split"] == "all"].set_index("finding")
     assert whole.loc["Cardiomegaly", "positive"] == 2 and whole.loc["Mass", "positive"] == 1

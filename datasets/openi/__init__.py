@@ -1,0 +1,1 @@
+"""OpenI (Indiana University chest X-ray collection): card, source and phantom writer."""

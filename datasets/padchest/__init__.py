@@ -1,0 +1,1 @@
+"""PadChest (BIMCV, Hospital San Juan de Alicante): card, source and phantom writer."""

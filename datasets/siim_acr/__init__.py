@@ -1,0 +1,1 @@
+"""SIIM-ACR Pneumothorax Segmentation 2019: card, source and phantom writer."""

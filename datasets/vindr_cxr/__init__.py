@@ -1,0 +1,1 @@
+"""VinDr-CXR (PhysioNet release and Kaggle VinBigData layout): card, source and phantom writer."""
