@@ -20,6 +20,7 @@ and what was left out, and says which labels the split carries (NLP-mined or rad
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,8 @@ def bootstrap_auroc(targets, probs, n_boot: int = 1000, seed: int = 0):
     for b in progress(range(n_boot), desc="bootstrap", unit="resample"):
         idx = rng.integers(0, n, n)
         samples[b] = auroc_per_class(targets[idx], probs[idx])
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # a finding with no AUROC in any resample
         low, high = np.nanpercentile(samples, 2.5, axis=0), np.nanpercentile(samples, 97.5, axis=0)
         means = np.nanmean(samples, axis=1)
     return low, high, (float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5)))
@@ -187,11 +189,13 @@ def evaluate(run_dir, split: str = "test", records=None, n_boot: int = 1000, see
     table = pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
     atomic.write_csv(run / "metrics.csv", table)
     preds = frame[["image_id", "split"] + (["patient"] if with_patient else [])].copy()
+    columns = {}
     for j, f in enumerate(findings):
-        preds[f"label_{f}"], preds[f"prob_{f}"] = y[:, j], p[:, j]
-        preds[f"pred_{f}"] = (p[:, j] >= thresholds[j]).astype(int)
+        columns[f"label_{f}"], columns[f"prob_{f}"] = y[:, j], p[:, j]
+        columns[f"pred_{f}"] = (p[:, j] >= thresholds[j]).astype(int)
         if rule.calibrates:
-            preds[f"cal_{f}"] = calibrate(p[:, j], thresholds[j])
+            columns[f"cal_{f}"] = calibrate(p[:, j], thresholds[j])
+    preds = pd.concat([preds, pd.DataFrame(columns, index=preds.index)], axis=1)
     atomic.write_csv(run / f"predictions_{split}.csv", preds)
     metrics = {"split": split, "images": len(y), "findings": findings, "records": str(rec.path), "out_dir": str(run),
                "records_dataset": rec.dataset, "labels": _label_kinds(frame), "threshold_rule": how,
