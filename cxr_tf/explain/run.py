@@ -68,7 +68,10 @@ def explain_files(model_path, inputs, out_dir, *, method: str = "gradcam", findi
                         f"{method.replace('+', 'p')}")
                 with atomic.atomic_path(out / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
                     np.save(fh, full)
-                gt = boxes[(boxes["image_id"] == Path(item.path).name) & (boxes["finding"] == names[t])]
+                # a box list keys an image by its file name (NIH) or by the name without its
+                # extension (RSNA's patientId, SIIM's SOP UID)
+                mine = boxes["image_id"].isin((Path(item.path).name, Path(item.path).stem))
+                gt = boxes[mine & (boxes["finding"] == names[t])]
                 save_overlay(out / f"{stem}.png", item.original, full,
                              f"{Path(item.path).name}: {names[t]} p={probs[k, t]:.3f} ({method})",
                              list(gt[["x", "y", "w", "h"]].itertuples(index=False, name=None)),

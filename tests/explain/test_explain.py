@@ -111,3 +111,26 @@ def test_explain_cli_on_real_nih_images(shared_dir, tmp_path):
         assert len(pngs) == 2 and all(p.stat().st_size > 5000 for p in pngs)
         heat = np.load(sorted((tmp_path / method).glob("00000001_000_*.npy"))[0])
         assert heat.shape == (512, 512) and np.isfinite(heat).all()     # the publisher's 512-px copy
+
+
+def test_overlays_draw_boxes_keyed_without_the_extension(tmp_path, monkeypatch):
+    """RSNA and SIIM key their boxes by the file name without ``.dcm``; NIH by the file name."""
+    import pandas as pd
+    from PIL import Image
+    from cxr_tf.explain import run as explain_run
+
+    model = build_model("tiny", weights=None, image_size=32)
+    model.save(tmp_path / "model.keras")
+    files = []
+    for name in ("a1b2.png", "00000001_000.png"):
+        Image.fromarray(np.full((40, 40), 90, np.uint8)).save(tmp_path / name)
+        files.append(str(tmp_path / name))
+    boxes = pd.DataFrame({"image_id": ["a1b2", "00000001_000.png"], "finding": ["Pneumonia", "Pneumonia"],
+                          "x": [1.0, 2.0], "y": [1.0, 2.0], "w": [5.0, 6.0], "h": [5.0, 6.0]})
+    monkeypatch.setattr(explain_run, "_known_boxes", lambda _: boxes)
+    drawn = {}
+    from cxr_tf.explain import overlay
+    monkeypatch.setattr(overlay, "save_overlay",
+                        lambda path, image, heat, title, gt, found: drawn.__setitem__(title.split(":")[0], gt))
+    explain_run.explain_files(tmp_path / "model.keras", files, tmp_path / "out", finding="Pneumonia")
+    assert drawn == {"a1b2.png": [(1.0, 1.0, 5.0, 5.0)], "00000001_000.png": [(2.0, 2.0, 6.0, 6.0)]}
