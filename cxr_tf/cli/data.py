@@ -18,13 +18,17 @@ def _synth_names():
 @click.argument("dataset", type=LazyChoice(_synth_names))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", "n_images", default=600, show_default=True, help="Number of images.")
-@click.option("--patients", default=None, type=int, help="Number of patients [default: n/3].")
+@click.option("--patients", default=None, type=int,
+              help="Number of patients [default: the writer's: n/3, or one per image for the releases with "
+                   "one image per patient].")
 @click.option("--size", default=256, show_default=True, help="Image side in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (output is deterministic).")
 @click.option("--dicom", is_flag=True, help="Write the dataset's DICOM release (mimic: MIMIC-CXR) instead.")
 def synth(dataset, out_dir, n_images, patients, size, seed, dicom):
     """Write a phantom DATASET in its real on-disk layout into OUT_DIR (e.g. chestxray14: Data_Entry,
-    BBox list, official lists, images_0NN/images/; mimic: MIMIC-CXR-JPG, or MIMIC-CXR with --dicom)."""
+    BBox list, official lists, images_0NN/images/; mimic: MIMIC-CXR-JPG, or MIMIC-CXR with --dicom).
+
+    Example: cxr-tf synth chestxray14 runs/nih_phantom --n 600 --size 256"""
     import inspect
 
     from cxr_tf.core.errors import CxrConfigError
@@ -80,7 +84,7 @@ def _options(pairs, extra=()) -> dict:
 @click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records.writer", "ENCODINGS"),
               help="Storage format of the resized images (png is lossless).")
 @click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
-@click.option("--images-per-shard", default=512, show_default=True)
+@click.option("--images-per-shard", default=512, show_default=True, help="Images per TFRecord shard.")
 @click.option("--seed", default=None, type=int, help="Split and shard-order seed [default: the card's].")
 @click.option("--allow-missing", is_flag=True,
               help="Skip images that are absent or unreadable; they are counted and reported.")
@@ -91,7 +95,9 @@ def _options(pairs, extra=()) -> dict:
 def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
             seed, allow_missing, options):
     """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT.
-    Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value."""
+    Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value.
+
+    Example: cxr-tf prepare chestxray14 --data-dir /data/nih --out runs/nih_records --size 256"""
     from cxr_tf.records.prepare import prepare as run
 
     s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
@@ -142,7 +148,9 @@ def merge(records_dirs, out_dir, approximate):
 @click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
 def summary(records_dir):
-    """Print a records directory's summary.json (without the per-image sizes)."""
+    """Print a records directory's summary.json (without the per-image sizes).
+
+    Example: cxr-tf summary runs/nih_records"""
     from cxr_tf.records.reader import load_summary
 
     s = load_summary(records_dir)

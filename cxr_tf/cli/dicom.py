@@ -19,7 +19,9 @@ import click
 @click.option("--workers", default=None, type=int, help="Processes [default: all cores].")
 def dicom(paths, out_dir, image_format, keep_phi, salt, workers):
     """Read DICOM files (or folders of them) into OUT/metadata.csv, one row per file, de-identified
-    by default; unreadable files are listed with the reason in OUT/errors.csv."""
+    by default; unreadable files are listed with the reason in OUT/errors.csv.
+
+    Example: cxr-tf dicom /data/dicoms --salt "$SALT" --out runs/deid --png"""
     from cxr_tf.dicom.tool import convert
 
     s = convert(paths, out_dir, image_format=image_format, keep_phi=keep_phi, salt=salt, workers=workers)

@@ -10,7 +10,9 @@ from cxr_tf.cli.common import of, train_settings
 
 def _plan_options(f):
     for opt in reversed([
-        click.option("--strategy", default="fedavg", show_default=True, type=of("cxr_tf.federated", "STRATEGIES")),
+        click.option("--strategy", default="fedavg", show_default=True, type=of("cxr_tf.federated", "STRATEGIES"),
+                     help="How the sites' updates are combined (fedavg: weighted average; fedprox: "
+                          "with a proximal term)."),
         click.option("--mu", default=None, type=float, help="FedProx's proximal weight [default: 0.01 with fedprox]."),
         click.option("--rounds", default=5, show_default=True, help="Federated rounds."),
         click.option("--local-epochs", default=1, show_default=True, help="Epochs each site trains per round."),
@@ -27,7 +29,9 @@ def _mu(strategy: str, mu):
 
 
 @click.command("federated")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the simulation: sites/, federated/ (rounds.csv, model.keras), centralized/, "
+                   "summary.json and report.md.")
 @click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
               help="Records to split into sites by patient.")
 @click.option("--sites", default=3, show_default=True, help="Number of sites (with --records).")
@@ -45,7 +49,9 @@ def federated(out_dir, records, sites, site_split, site_records, skew, alpha, st
               config_file, sets, no_compare, demo):
     """Simulate federated training across sites on this machine (Flower + ray), beside centralized
     training on the same data for the same total epochs; per-round validation AUROC goes to
-    OUT/federated/rounds.csv and TensorBoard (OUT/federated/logs)."""
+    OUT/federated/rounds.csv and TensorBoard (OUT/federated/logs).
+
+    Example: cxr-tf federated --records runs/nih_records --sites 3 --rounds 5 --out runs/federated"""
     from cxr_tf.federated.simulate import simulate
 
     res = simulate(out_dir, records=records, site_records=list(site_records) or None, sites=sites,
@@ -73,7 +79,9 @@ def _scores(d: dict) -> str:
 @click.option("--val-records", default=None, help="Held-out records the coordinator scores each round (optional).")
 @_plan_options
 def federated_app(app_dir, sites, out_dir, val_records, strategy, mu, rounds, local_epochs, config_file, sets):
-    """Write the Flower App for a real deployment; run it with `flwr run APP_DIR SUPERLINK`."""
+    """Write the Flower App for a real deployment; run it with `flwr run APP_DIR SUPERLINK`.
+
+    Example: cxr-tf federated-app runs/flower_app --sites 3 --out runs/coordinator"""
     from cxr_tf.federated.deploy import write_app
     from cxr_tf.federated.plan import Plan
 

@@ -19,13 +19,17 @@ def _methods(exclude=()):
 @click.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--method", default="gradcam", show_default=True, type=LazyChoice(_methods()))
+@click.option("--method", default="gradcam", show_default=True, type=LazyChoice(_methods()),
+              help="The heatmap method (cxr_tf.explain.METHODS).")
 @click.option("--finding", default=None, help="Explain this finding (default: the --top most probable).")
 @click.option("--top", default=1, show_default=True, help="How many of the most probable findings to explain.")
-@click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for one overlay PNG and one heatmap .npy per image and finding.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted and listed) instead of failing.")
 def explain(model, images, method, finding, top, out_dir, skip_bad):
-    """Heatmaps in original-image coordinates: overlays (PNG) and raw maps (.npy)."""
+    """Heatmaps in original-image coordinates: overlays (PNG) and raw maps (.npy).
+
+    Example: cxr-tf explain runs/nih_densenet/model.keras scans/*.png --method gradcam --out heatmaps"""
     from cxr_tf.explain.run import explain_files
 
     written, skipped = explain_files(model, images, out_dir, method=method, finding=finding, top=top,
@@ -37,12 +41,16 @@ def explain(model, images, method, finding, top, out_dir, skip_bad):
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A run directory from `cxr-tf train` (its records give the boxes).")
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Re-read the ground-truth box list from the dataset [default: the records' boxes.csv].")
-@click.option("--method", default="cam", show_default=True, type=LazyChoice(_methods(exclude=("lime",))))
+@click.option("--method", default="cam", show_default=True, type=LazyChoice(_methods(exclude=("lime",))),
+              help="The heatmap method scored against the boxes.")
 def localize(run_dir, data_dir, method):
-    """Score weakly-supervised localization against the ground-truth boxes (ChestX-ray8 Table 4)."""
+    """Score weakly-supervised localization against the ground-truth boxes (ChestX-ray8 Table 4).
+
+    Example: cxr-tf localize --run runs/nih_densenet --method cam"""
     from cxr_tf.explain.localize import localize_run
 
     table = localize_run(run_dir, method, data_dir=data_dir)

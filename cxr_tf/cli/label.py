@@ -27,7 +27,9 @@ from cxr_tf.cli.common import of
 @click.option("--workers", default=1, show_default=True, type=int, help="Processes.")
 def label(input_path, out_csv, vocab, sections, column, uncertain, explain, workers):
     """Label free-text reports: a headerless report CSV (the CheXpert labeler's convention), a CSV
-    with --column, a folder of .txt reports, or the MIMIC-CXR reports zip or tree."""
+    with --column, a folder of .txt reports, or the MIMIC-CXR reports zip or tree.
+
+    Example: cxr-tf label reports.csv --out labels.csv --vocabulary chexpert"""
     from cxr_tf.label import label_file
 
     s = label_file(input_path, out_csv, vocab=vocab, sections=sections, column=column,

@@ -54,7 +54,9 @@ def _cam_callbacks(cfg, run_dir) -> list:
 def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss, uncertain, blank, epochs,
           batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
     """Train a model on prepared records (default: the CheXNet recipe). Settings come from the
-    preset, beneath --config, beneath the named options, beneath --set."""
+    preset, beneath --config, beneath the named options, beneath --set.
+
+    Example: cxr-tf train --records runs/nih_records --out runs/nih_densenet --preset chexnet"""
     from cxr_tf.core.errors import CxrConfigError
     from cxr_tf.training.config import TrainConfig
 
@@ -76,8 +78,10 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A run directory from `cxr-tf train`.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="The split of the records to score.")
 @click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
               help="Evaluate on other records [default: the run's].")
 @click.option("--bootstrap", default=1000, show_default=True, help="Resamples for the 95% CIs.")
@@ -93,7 +97,9 @@ def evaluate(run_dir, split, records, bootstrap, with_patient, approximate, thre
     """Metrics (AUROC with bootstrap CIs, thresholded metrics, baseline), figures and per-image
     predictions for a trained run; the chosen thresholds are stored in its model.keras. With
     --records of another dataset, the findings the vocabularies share are scored (the crosswalk),
-    into RUN/evaluate_<records>/."""
+    into RUN/evaluate_<records>/.
+
+    Example: cxr-tf evaluate --run runs/nih_densenet --split test --threshold-rule youden"""
     from cxr_tf.evaluation.evaluate import evaluate as run
 
     m = run(run_dir, split=split, records=records, n_boot=bootstrap, with_patient=with_patient,
@@ -115,12 +121,15 @@ def evaluate(run_dir, split, records, bootstrap, with_patient, approximate, thre
 @click.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--out", "out_csv", default="preds.csv", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--out", "out_csv", default="preds.csv", show_default=True, type=click.Path(dir_okay=False),
+              help="CSV to write: one row per image, a probability column per finding.")
+@click.option("--batch-size", default=16, show_default=True, help="Images per prediction batch.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted and listed) instead of failing.")
 def predict(model, images, out_csv, batch_size, skip_bad):
     """Probabilities per finding for PNG, JPEG and DICOM images (files or folders), and the binary
-    call at the thresholds stored in the model (once `cxr-tf evaluate` has chosen them)."""
+    call at the thresholds stored in the model (once `cxr-tf evaluate` has chosen them).
+
+    Example: cxr-tf predict runs/nih_densenet/model.keras scans/*.png --out preds.csv"""
     from cxr_tf.evaluation.predict import predict_images
 
     table, skipped = predict_images(model, images, batch_size=batch_size, skip_bad=skip_bad, out_csv=out_csv)
@@ -139,8 +148,10 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 @click.argument("paper", type=LazyChoice(_reproductions))
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="The dataset in its real layout (not needed with --demo).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--split", default="official", show_default=True, type=of("cxr_tf.sources.splits", "METHODS"))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the records, the run and report.md.")
+@click.option("--split", default="official", show_default=True, type=of("cxr_tf.sources.splits", "METHODS"),
+              help="official: the dataset's own split; random: patient-level.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe beside the paper's, and stop.")
 @click.option("--demo", is_flag=True, help="Run the chain on freshly synthesized phantoms (minutes on a CPU).")
 @click.option("--weights", default=None, help="Override the recipe's weights (imagenet, a file, none).")
@@ -152,7 +163,9 @@ def predict(model, images, out_csv, batch_size, skip_bad):
                    "the same split) or 'paper' (its per-finding final choice) [default: paper; --demo: all].")
 def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, sets, allow_missing, policy):
     """prepare -> train -> evaluate with a paper's recipe, ending in OUT/report.md beside the
-    paper's published table."""
+    paper's published table.
+
+    Example: cxr-tf reproduce chexnet --demo --out runs/demo"""
     from cxr_tf.studies.reproduce import reproduce as run
 
     overrides = train_settings(named={"weights": weights, "epochs": epochs}, sets=sets)
@@ -176,7 +189,9 @@ def reproduce(paper, data_dir, out_dir, split, dry_run, demo, weights, epochs, s
 @click.option("--tasks", default=None, help="Comma-separated findings whose mean AUROC ranks checkpoints.")
 def ensemble(sources, out_dir, top_k, by, tasks):
     """Average several runs (RUN_DIR or model.keras), or the top-k checkpoints of runs, into one
-    model.keras that evaluate, predict, explain and localize take like any other."""
+    model.keras that evaluate, predict, explain and localize take like any other.
+
+    Example: cxr-tf ensemble runs/seed0 runs/seed1 runs/seed2 --out runs/ensemble"""
     from cxr_tf.evaluation.run_ensemble import build_ensemble
 
     task_list = [t.strip() for t in tasks.split(",")] if tasks else None
@@ -188,14 +203,17 @@ def ensemble(sources, out_dir, top_k, by, tasks):
 
 @click.command("export")
 @click.argument("model_or_run", type=click.Path(exists=True))
-@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "litert", "onnx"]))
+@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "litert", "onnx"]),
+              help="savedmodel (TF Serving), litert (.tflite) or onnx.")
 @click.option("--out", "out", required=True, type=click.Path(), help="The SavedModel folder, .tflite or .onnx file.")
 @click.option("--atol", default=1e-4, show_default=True, help="Largest difference from Keras allowed.")
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Also check on this image (repeatable); random pixels are always checked.")
 def export_command(model_or_run, fmt, out, atol, images):
     """Export a model (a .keras file or a run directory) as SavedModel, LiteRT or ONNX, checked
-    against Keras on raw-pixel input before it is kept; the finding names travel with it."""
+    against Keras on raw-pixel input before it is kept; the finding names travel with it.
+
+    Example: cxr-tf export runs/nih_densenet --format onnx --out model.onnx"""
     from cxr_tf.interop.export import export
 
     r = export(model_or_run, fmt, out, atol=atol, images=images)
@@ -215,7 +233,9 @@ def export_command(model_or_run, fmt, out, atol, images):
               help="Make OUT a run directory on these records, for `cxr-tf evaluate --run OUT`.")
 def import_command(source, checkpoint, out, image_size, trust_checkpoint, records):
     """A PyTorch DenseNet121 checkpoint (arnoweng/CheXNet, jrzech/reproduce-chexnet, torchxrayvision)
-    as a cxr_tf Keras model with its findings, head and normalization."""
+    as a cxr_tf Keras model with its findings, head and normalization.
+
+    Example: cxr-tf import-weights arnoweng model.pth.tar --out chexnet.keras"""
     from cxr_tf.interop.weights import import_weights
 
     r = import_weights(source, checkpoint, out, trust=trust_checkpoint, image_size=image_size, records=records)

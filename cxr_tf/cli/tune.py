@@ -25,7 +25,9 @@ from cxr_tf.cli.common import of, train_settings
 @click.option("--demo", is_flag=True, help="Search a few tiny trials on a freshly synthesized NIH phantom.")
 def tune(records, out, search, trials, space, epochs, sets, demo):
     """Search training hyperparameters with keras-tuner, by mean validation AUROC; writes
-    OUT/trials.csv, OUT/best.toml (for `cxr-tf train --config`) and OUT/summary.json."""
+    OUT/trials.csv, OUT/best.toml (for `cxr-tf train --config`) and OUT/summary.json.
+
+    Example: cxr-tf tune --demo --out runs/tune_demo"""
     from cxr_tf.search.tune import OBJECTIVE, tune as run
 
     overrides = train_settings(named={"epochs": epochs}, sets=sets)

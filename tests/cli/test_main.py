@@ -125,3 +125,24 @@ def test_synth_dicom_only_where_there_is_a_dicom_release(tmp_path):
                                     "--size", "32", "--dicom"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m" / "cxr-record-list.csv.gz").is_file() and list((tmp_path / "m").rglob("*.dcm"))
+
+
+def _leaves(group, path=()):
+    import click
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _leaves(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def test_every_command_shows_an_example_and_every_option_has_help():
+    import click
+    missing = []
+    for path, cmd in _leaves(main):
+        res = CliRunner().invoke(main, [*path, "--help"])
+        if "Example: cxr-tf " + " ".join(path) not in " ".join(res.output.split()):
+            missing.append(f"{' '.join(path)}: no example")
+        missing += [f"{' '.join(path)} {p.opts[0]}: no help" for p in cmd.params
+                    if isinstance(p, click.Option) and not p.help]
+    assert not missing, "\n".join(missing)
