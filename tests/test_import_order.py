@@ -1,7 +1,8 @@
 """Data flows one way, and the package tree is the map.
 
 ``STAGES`` is the one ordered list of the packages of ``cxr_tf`` (earlier stages first); the tree
-must hold exactly these packages, so a new one has to be placed here. A module may import its own
+must hold exactly these packages, so a new one has to be placed here, and the README's map must
+name them in this order. A module may import its own
 stage and earlier ones only (imports inside functions included), and the imports within a stage
 form no circle. The dataset folders (``datasets/<name>/``, shipped as ``cxr_tf.datasets``) are a
 stage of their own.
@@ -88,6 +89,16 @@ def test_the_tree_is_the_stage_list():
     assert tops == set(STAGES) - {"datasets"}, (sorted(tops - set(STAGES)), sorted(set(STAGES) - tops - {"datasets"}))
     single = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     assert len(single) <= 3, single                         # a handful of modules at the top, at most
+
+
+def test_the_readme_map_is_the_stage_list():
+    """The README's map (stage, package, what it does) names the same packages in the same order."""
+    import re
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("## The map", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split("|")[2] for line in table.splitlines() if line.startswith("| ") and "`" in line]
+    named = [re.findall(r"cxr_tf\.(\w+)", row)[0] for row in rows]
+    assert named == STAGES
 
 
 def test_no_module_is_too_long():
