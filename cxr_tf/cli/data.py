@@ -209,9 +209,8 @@ def stats_command(dataset, data_dir, manifest_csv, out_dir, options):
     click.echo(f"{c['images']:,} images ({c['images_on_disk']:,} on disk, {absent:,} absent), "
                f"{c['patients']:,} patients, {c['studies']:,} studies, {c['positive_findings']:,} positive findings; "
                f"patients shared between splits: {c['shared_patients']}; wrote {out_dir}/stats.md")
-    listed = {k: v for k, v in c["label_file"].items() if k in ("images", "patients", "studies")}
-    if listed:
-        click.echo("label file: " + ", ".join(f"{v:,} {k}" for k, v in listed.items()))
+    if c["label_file"]:           # what the source counted in the release's files, before any filter
+        click.echo("label file: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["label_file"].items()))
     for rule, n in c["excluded_by_filter"].items():
         click.echo(f"excluded by {rule}: {n:,} listed image(s)")
 

@@ -246,6 +246,9 @@ def _markdown(t: dict, facts: dict, names: list[str]) -> str:
               f"{int(a['implausible_over_120'])} implausible (> {IMPLAUSIBLE_AGE}) left out of the age figures.",
               "Sex: " + ", ".join(f"{r.sex} {r.images:,}" for r in t["sex"].itertuples()),
               "Views: " + ", ".join(f"{r.view} {r.images:,}" for r in t["views"].itertuples()), ""]
+    if facts.get("label_file"):
+        lines.append("Counted in the release's files (before any filter): "
+                     + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in facts["label_file"].items()) + ".")
     for k, v in facts.get("excluded_by_filter", {}).items():
         lines.append(f"Excluded by the source's filter {k}: {v:,} listed images.")
     lines += ["", *[f"![{n[:-4]}]({n})" for n in names], ""]
