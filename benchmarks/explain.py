@@ -47,9 +47,7 @@ def main(argv=None) -> dict:
     if args.run:
         from cxr_tf.explain.localize import localize_run
         for method in args.localize.split(","):
-            table = localize_run(args.run, method, write=False)
-            from cxr_tf.explain.localize import summarize
-            s = summarize(table)
+            s = localize_run(args.run, method, write=False).summary
             print(f"\nlocalization ({method}) accuracy at T(IoBB)=0.5:")
             print(s[s["T"] == 0.5][["finding", "accuracy", "avg_false_positives", "boxes", "pointing",
                                      "ceiling_accuracy"]].to_string(index=False))

@@ -26,7 +26,7 @@ import pandas as pd
 def run_size(data_dir: Path, out: Path, size: int, epochs: int) -> dict:
     """prepare -> train -> evaluate -> localize at one input size; returns timings and tables."""
     from cxr_tf.evaluation.evaluate import evaluate
-    from cxr_tf.explain.localize import localize_run, summarize
+    from cxr_tf.explain.localize import localize_run
     from cxr_tf.records.prepare import prepare
     from cxr_tf.studies.reproduce import resolve
     from cxr_tf.training.train import TrainConfig, train
@@ -37,8 +37,7 @@ def run_size(data_dir: Path, out: Path, size: int, epochs: int) -> dict:
         prepare("chestxray14", data_dir, records, size=size)
     train(TrainConfig.from_mapping({**cfg.given_values(), "records": str(records), "out": str(run), "verbose": 0}))
     metrics = evaluate(run, split="test", n_boot=100, figures=False)
-    table = localize_run(run, "cam")
-    s = summarize(table)
+    s = localize_run(run, "cam").summary
     return {"size": size, "seconds": time.perf_counter() - t0, "mean_auroc": metrics["mean_auroc"],
             "summary": s[s["T"] == 0.5].set_index("finding")}
 

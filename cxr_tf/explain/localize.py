@@ -21,6 +21,8 @@ coarse to draw a tight box (both use the ground truth only for scoring):
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,52 +32,16 @@ from scipy import ndimage
 from cxr_tf.core import atomic, cards
 from cxr_tf import sources
 from cxr_tf.core.errors import CxrDataError
-from cxr_tf.explain.boxes import boxes_from_heatmap
+from cxr_tf.explain import chexlocalize
+from cxr_tf.explain.boxes import THRESHOLDS, boxes_from_heatmap, intersection, iobb, iou, score_image
 from cxr_tf.explain.coords import box_to_input, to_original
 from cxr_tf.explain.methods import heatmaps
+from cxr_tf.explain.registry import DEFAULT_METHOD
+
+__all__ = ["DEFAULT_METHOD", "THRESHOLDS", "intersection", "iobb", "iou", "score_image"]
+from cxr_tf.imaging import masks as masks_rle
 from cxr_tf.records.reader import RecordsDir
 from cxr_tf.models.rundir import RunDir
-
-THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-def intersection(a, b) -> float:
-    """Intersection area of two (x, y, w, h) boxes."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    inter = intersection(a, b)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def iobb(gt, detected) -> float:
-    """Intersection over the *detected* box's area (ChestX-ray8's IoBB)."""
-    area = detected[2] * detected[3]
-    return intersection(gt, detected) / area if area > 0 else 0.0
-
-
-def score_image(gt_boxes, detected, thresholds=THRESHOLDS) -> list[dict]:
-    """Rows (one per ground-truth box and T): best IoU, best IoBB, correct, and the image's
-    false-positive count for that T (repeated on each of its rows)."""
-    rows = []
-    for t in thresholds:
-        used = set()
-        per_gt = []
-        for g in gt_boxes:
-            ious = [iou(g, d) for d in detected]
-            iobbs = [iobb(g, d) for d in detected]
-            hits = [k for k in range(len(detected)) if ious[k] > t or iobbs[k] > t]
-            used.update(hits)
-            per_gt.append((max(ious, default=0.0), max(iobbs, default=0.0), bool(hits)))
-        fp = len(detected) - len(used)
-        rows += [{"T": t, "iou": a, "iobb": b, "correct": c, "false_positives": fp} for a, b, c in per_gt]
-    return rows
-
 
 def grid_cam(boxes, image_size: int, grid: int) -> np.ndarray:
     """The oracle CAM for ``boxes`` ((x, y, w, h) in model-input pixels) on a ``grid`` x ``grid``
@@ -177,45 +143,131 @@ def table_markdown(summary: pd.DataFrame, findings, reference: dict | None = Non
     return "\n".join(lines)
 
 
-def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, split: str = "test",
-                 batch_size: int = 16, write: bool = True) -> pd.DataFrame:
+@dataclass
+class Localization:
+    """What :func:`localize_run` measured: ChestX-ray8's rows (``fixed``: one per ground-truth box
+    and T, Wang's fixed 60/180 levels) and their summary; CheXlocalize's per-pair scores at the
+    tuned thresholds (``pairs``), its summary with CIs and ceilings (``chexlocalize``), the
+    thresholds, where they were tuned, and the heatmap seconds per (image, finding) pair."""
+    fixed: pd.DataFrame
+    summary: pd.DataFrame
+    pairs: pd.DataFrame
+    chexlocalize: pd.DataFrame
+    thresholds: dict
+    tuned_on: str
+    seconds_per_map: float
+    method: str
+    grid: int
+
+
+def localize_run(run_dir, method: str = DEFAULT_METHOD, *, records=None, data_dir=None, split: str = "test",
+                 tune_split: str | None = "val", batch_size: int = 16, write: bool = True,
+                 n_boot: int = 1000, options: dict | None = None) -> Localization:
     """Score every ``split`` image that has a ground-truth box: heatmap for each boxed finding,
-    mapped to original pixels, boxes, IoU/IoBB at every T. Writes ``localization.csv``,
-    ``localization_summary.csv`` and ``localization.md`` into the run directory.
+    mapped to original pixels, then (1) ChestX-ray8's protocol: boxes at the fixed levels, IoU/IoBB
+    at every T, and (2) CheXlocalize's: one threshold per finding tuned on ``tune_split``'s boxes
+    (or on half of the scored images by patient when that split has none), mIoU, hit rate and
+    box accuracy, with bootstrap CIs and oracle ceilings (:mod:`cxr_tf.explain.chexlocalize`).
+
+    Writes into the run directory: ``localization.csv`` and ``localization_summary.csv`` (fixed),
+    ``localization_chexlocalize.csv``, ``localization_pairs.csv``, ``localization_thresholds.json``
+    (the tuned thresholds, stored with the run) and ``localization.md`` (both tables).
 
     Boxes come from the records' ``boxes.csv`` (original pixels), or, with ``data_dir``, are
-    re-read from the dataset's own box list and scaled to each file's size."""
-    from cxr_tf.models import cam_layer, findings_of, input_size_of
-    from cxr_tf.pipeline import make_dataset
+    re-read from the dataset's own box list and scaled to each file's size. A dataset's own
+    segmentation masks (``masks.csv``) replace the rasterized boxes as mIoU's ground truth.
+    ``options`` go to the heatmap method (e.g. ``{"samples": 50}`` for LIME)."""
+    from cxr_tf.models import cam_layer, findings_of
 
     run = RunDir(run_dir)
     rec = run.records(records)
     model = run.load_model()
-    findings, size, stored = findings_of(model), input_size_of(model), rec.stored_size
+    findings = findings_of(model)
     grid = int(model.get_layer(cam_layer(model)).output.shape[1])
-    gt = _ground_truth(rec, data_dir, split)
-    gt = gt[gt["finding"].isin(findings)]
+    patients = dict(zip(rec.manifest["image_id"], rec.manifest["patient"].astype(str)))
+    masks = {(r.image_id, r.finding): r for r in rec.masks().itertuples(index=False)}
+    fixed, pairs, spent = [], [], [0.0, 0]
+    tune_gt = pd.DataFrame(columns=["image_id", "finding"])
+    if tune_split and tune_split != split and tune_split in set(rec.manifest["split"]):
+        tune_gt = _ground_truth(rec, data_dir, tune_split)
+        tune_gt = tune_gt[tune_gt["finding"].isin(findings)]
+    score_gt = _ground_truth(rec, data_dir, split)
+    for which, gt in ((split, score_gt[score_gt["finding"].isin(findings)]), (tune_split, tune_gt)):
+        for item in _explained(model, rec, which, gt, method, grid, batch_size, spent, options or {}):
+            truth, heat, oracle, meta = item["truth"], item["heat"], item["oracle"], item["meta"]
+            w, h = (int(v) for v in meta["orig_size"])
+            m = masks.get((meta["image_id"], item["finding"]))
+            truth_mask = (masks_rle.decode(m.rle, int(m.width), int(m.height)).astype(bool) if m is not None
+                          else chexlocalize.rasterize(truth, (h, w)))
+            ours, best = chexlocalize.pair_scores(heat, truth_mask, truth), \
+                chexlocalize.pair_scores(oracle, truth_mask, truth)
+            pairs.append({"image_id": meta["image_id"], "finding": item["finding"], "split": which,
+                          "patient": patients.get(meta["image_id"], ""), **ours,
+                          **{f"oracle_{k}": v for k, v in best.items()}})
+            if which == split:
+                cell = rec.stored_size / grid / float(np.mean(meta["affine"][:2]))   # a feature cell, original px
+                hit = peak_hits(heat, truth, tolerance=cell / 2)
+                ceiling = score_image(truth, boxes_from_heatmap(oracle))
+                for r, c in zip(score_image(truth, boxes_from_heatmap(heat)), ceiling):
+                    fixed.append({"image_id": meta["image_id"], "finding": item["finding"], **r, "peak_in_box": hit,
+                                  "ceiling_correct": c["correct"]})
+    table = pd.DataFrame(fixed, columns=["image_id", "finding", "T", "iou", "iobb", "correct", "false_positives",
+                                        "peak_in_box", "ceiling_correct"])
+    result = _chexlocalize(pairs, len(tune_gt) > 0, tune_split, split, n_boot)
+    result = Localization(fixed=table, summary=summarize(table) if len(table) else pd.DataFrame(),
+                          seconds_per_map=spent[0] / max(spent[1], 1), method=method, grid=grid, **result)
+    if write:
+        _write(run, result, findings)
+    return result
+
+
+def _chexlocalize(pairs: list, val_has_truth: bool, tune_split, split, n_boot) -> dict:
+    frame = pd.DataFrame(pairs, columns=["image_id", "finding", "split", "patient", "hit", "iou", "correct",
+                                         "oracle_hit", "oracle_iou", "oracle_correct"])
+    if not len(frame):
+        empty = chexlocalize.at_threshold(frame.assign(part=[]), {})
+        return {"pairs": empty, "chexlocalize": chexlocalize.summarize(empty, empty), "thresholds": {},
+                "tuned_on": "nothing (no annotated images)"}
+    frame["part"] = chexlocalize.tuning_parts(frame, val_has_truth)
+    tuned_on = (f"the {tune_split} split's annotated images" if val_has_truth else
+                f"half of the {split} split's annotated images (split by patient; the {tune_split} split has none)")
+    thresholds, oracle_t = chexlocalize.tune(frame), chexlocalize.tune(frame, "oracle_iou")
+    scored = chexlocalize.at_threshold(frame, thresholds)
+    oracle = chexlocalize.at_threshold(frame, oracle_t, prefix="oracle_")
+    return {"pairs": scored, "chexlocalize": chexlocalize.summarize(scored, oracle, n_boot),
+            "thresholds": thresholds, "tuned_on": tuned_on}
+
+
+def _explained(model, rec, split, gt, method, grid, batch_size, spent, options):
+    """Yield, per (boxed image, finding) of ``split``: the heatmap and the oracle CAM in original
+    pixels, the ground-truth boxes and the image's placement."""
+    import time
+
+    from cxr_tf.models import findings_of, input_size_of
+    from cxr_tf.pipeline import make_dataset
+    if not len(gt):
+        return
+    findings, size, stored = findings_of(model), input_size_of(model), rec.stored_size
     wanted = set(gt["image_id"])
     ds = make_dataset(rec.path, split, training=False, include_meta=True, batch_size=batch_size,
                       image_size=size)        # the records' own labels (unused here): any dataset with boxes
-    pairs, rows = [], []
+    waiting = []
 
     def flush():
-        maps = heatmaps(model, np.stack([p[0] for p in pairs]), [findings.index(p[2]) for p in pairs], method)
-        for (_, meta, finding), heat in zip(pairs, maps):
+        t0 = time.perf_counter()
+        maps = heatmaps(model, np.stack([p[0] for p in waiting]), [findings.index(p[2]) for p in waiting], method,
+                        **options)
+        spent[0] += time.perf_counter() - t0
+        spent[1] += len(waiting)
+        for (_, meta, finding), heat in zip(waiting, maps):
             place = {"image_size": size, "stored_size": stored, "affine": meta["affine"],
                      "orig_size": meta["orig_size"]}
-            full = to_original(heat, **place)
             mine = gt[(gt["image_id"] == meta["image_id"]) & (gt["finding"] == finding)]
             truth = list(mine[["x", "y", "w", "h"]].itertuples(index=False, name=None))
-            cell = stored / grid / float(np.mean(meta["affine"][:2]))      # a feature cell, original px
-            hit = peak_hits(full, truth, tolerance=cell / 2)
             oracle = to_original(grid_cam([box_to_input(b, **place) for b in truth], size, grid), **place)
-            ceiling = score_image(truth, boxes_from_heatmap(oracle))
-            for r, c in zip(score_image(truth, boxes_from_heatmap(full)), ceiling):
-                rows.append({"image_id": meta["image_id"], "finding": finding, **r, "peak_in_box": hit,
-                             "ceiling_correct": c["correct"]})
-        pairs.clear()
+            yield {"meta": meta, "finding": finding, "truth": truth, "heat": to_original(heat, **place),
+                   "oracle": oracle}
+        waiting.clear()
 
     for x, _, meta in ds:
         ids = [i.decode() for i in meta["image_id"].numpy()]
@@ -224,23 +276,34 @@ def localize_run(run_dir, method: str = "cam", *, records=None, data_dir=None, s
                 continue
             m = {"image_id": image_id, "affine": meta["affine"][k].numpy(), "orig_size": meta["orig_size"][k].numpy()}
             for finding in sorted(set(gt.loc[gt["image_id"] == image_id, "finding"])):
-                pairs.append((x[k].numpy(), m, finding))
-            if len(pairs) >= batch_size:
-                flush()
-    if pairs:
-        flush()
-    table = pd.DataFrame(rows, columns=["image_id", "finding", "T", "iou", "iobb", "correct", "false_positives",
-                                        "peak_in_box", "ceiling_correct"])
-    if write:
-        summ = summarize(table) if len(table) else pd.DataFrame()
-        atomic.write_csv(run.path / "localization.csv", table)
-        atomic.write_csv(run.path / "localization_summary.csv", summ)
-        ref = cards.reproduction("chestxray8")["reference"]["localization"]
-        body = (table_markdown(summ, findings, ref) + "\n\n### Diagnostics\n\n"
-                + diagnostics_markdown(summ, findings, grid)) if len(table) else "No boxed images."
-        md = f"# Localization ({method}, {split} split, ChestX-ray8 protocol)\n\n{body}\n"
-        atomic.write_text(run.path / "localization.md", md)
-    return table
+                waiting.append((x[k].numpy(), m, finding))
+            if len(waiting) >= batch_size:
+                yield from flush()
+    if waiting:
+        yield from flush()
+
+
+def _write(run: RunDir, result: Localization, findings) -> None:
+    """The run directory's localization files (see :func:`localize_run`)."""
+    atomic.write_csv(run.path / "localization.csv", result.fixed)
+    atomic.write_csv(run.path / "localization_summary.csv", result.summary)
+    atomic.write_csv(run.path / "localization_chexlocalize.csv", result.chexlocalize)
+    atomic.write_csv(run.path / "localization_pairs.csv", result.pairs)
+    atomic.write_text(run.path / "localization_thresholds.json", json.dumps(
+        {"method": result.method, "protocol": "CheXlocalize: per-finding threshold on the [0, 1]-scaled heatmap, "
+         "maximizing mean IoU", "tuned_on": result.tuned_on, "thresholds": result.thresholds}, indent=1) + "\n")
+    ref = cards.reproduction("chestxray8")["reference"]["localization"]
+    if len(result.fixed):
+        body = (table_markdown(result.summary, findings, ref) + "\n\n### Diagnostics\n\n"
+                + diagnostics_markdown(result.summary, findings, result.grid))
+    else:
+        body = "No boxed images."
+    chex = chexlocalize.markdown(result.chexlocalize, result.tuned_on,
+                                 f"{result.grid}x{result.grid} CAM grid")
+    md = (f"# Localization ({result.method}, ChestX-ray8 protocol: fixed levels 60/180)\n\n{body}\n\n"
+          f"## CheXlocalize protocol (tuned threshold per finding)\n\n{chex}\n\n"
+          f"Heatmaps: {result.method}, {result.seconds_per_map:.3f} s per image and finding.\n")
+    atomic.write_text(run.path / "localization.md", md)
 
 
 def _ground_truth(records: RecordsDir, data_dir, split) -> pd.DataFrame:

@@ -5,43 +5,16 @@ model's own input (grayscale pixels on 0..255, [B, H, W, 1]) and returns float32
 from __future__ import annotations
 
 import logging
-import weakref
 
 import numpy as np
 
-from cxr_tf.core.errors import CxrConfigError
+from cxr_tf.core.errors import CxrConfigError, CxrError
+from cxr_tf.explain.registry import METHODS, _CACHE, cached as _cached, method, normalize as _normalize
+from cxr_tf.explain.registry import resize as _resize
+from cxr_tf.explain import layered  # noqa: F401  (registers the layered methods)
 
 log = logging.getLogger(__name__)
-METHODS: dict = {}        # name -> function(model, images, targets, layer, **options)
-_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> {key: helper}
-
-
-def method(name: str):
-    """Register a heatmap method under ``name``."""
-    def register(fn):
-        METHODS[name] = fn
-        return fn
-    return register
-
-
-def _cached(model, key, make):
-    """One feature model / tf-keras-vis tool per (model, key), so batch after batch reuses its
-    traced function instead of rebuilding (and retracing) it."""
-    per_model = _CACHE.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = make()
-    return per_model[key]
-
-
-def _normalize(maps: np.ndarray) -> np.ndarray:
-    maps = np.maximum(np.asarray(maps, np.float32), 0.0)
-    peak = maps.reshape(len(maps), -1).max(axis=1)
-    return maps / np.where(peak > 0, peak, 1.0)[:, None, None]
-
-
-def _resize(maps, size: int) -> np.ndarray:
-    import tensorflow as tf
-    return tf.image.resize(np.asarray(maps, np.float32)[..., None], [size, size], method="bilinear").numpy()[..., 0]
+__all__ = ["METHODS", "_CACHE", "empty_maps", "heatmaps", "method", "layered"]
 
 
 @method("cam")
@@ -152,11 +125,41 @@ def lime_maps(model, images, targets, layer=None, samples: int = 200, seed: int 
 
 def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None = None, **opts) -> np.ndarray:
     """Heatmaps for a batch: ``images`` as the model takes them (grayscale pixels on 0..255,
-    [B, H, W, 1]), ``targets`` one output index per image. Returns float32 [B, H, W] in [0, 1]."""
+    [B, H, W, 1]), ``targets`` one output index per image. Returns float32 [B, H, W] in [0, 1].
+
+    A map that comes out non-finite raises :class:`CxrError` naming the image and the finding
+    (the model's output is NaN there); a map that comes out all zero (the target's gradient or
+    weighted activations vanish) is returned as zeros and logged with the reason, never
+    normalised into noise. :func:`empty_maps` tells which maps of a batch are empty."""
     images = np.asarray(images, np.float32)
     targets = np.asarray(targets, np.int64).reshape(-1)
     if len(targets) != len(images):
         raise ValueError(f"{len(images)} images but {len(targets)} targets")
     if method not in METHODS:
         raise CxrConfigError(f"unknown method {method!r}", key="method", choices=METHODS)
-    return METHODS[method](model, images, targets, layer, **opts)
+    maps = METHODS[method](model, images, targets, layer, **opts)
+    return _checked(model, np.asarray(maps, np.float32), targets, method)
+
+
+def empty_maps(maps: np.ndarray) -> np.ndarray:
+    """[B] bool: which maps hold no signal at all (all zero)."""
+    return np.asarray(maps).reshape(len(maps), -1).max(axis=1, initial=0.0) <= 0.0
+
+
+def _checked(model, maps: np.ndarray, targets, method: str) -> np.ndarray:
+    from cxr_tf.models import findings_of
+    try:
+        names = findings_of(model)
+    except Exception:   # a foreign model without finding names
+        names = [str(i) for i in range(int(max(targets)) + 1)]
+    bad = ~np.isfinite(maps.reshape(len(maps), -1)).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CxrError(f"{method} heatmap for image {i} of the batch, finding {names[targets[i]]!r}, is not "
+                       "finite (NaN or inf): the model's output for this image is not finite; check the "
+                       "image (cxr-tf predict) and the model's weights")
+    for i in np.flatnonzero(empty_maps(maps)):
+        log.warning("%s heatmap for image %d of the batch, finding %r, is empty (all zero): nothing in the "
+                    "image raises this finding's score at the explained layer (its gradient is zero or "
+                    "negative everywhere); the overlay shows no heat, not noise", method, i, names[targets[i]])
+    return maps

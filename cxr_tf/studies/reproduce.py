@@ -97,6 +97,7 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
     cfg, paper_recipe = resolve(paper, demo, overrides)
     recipe = cards.reproduction(paper)
     parse_rule(recipe.get("evaluate", {}).get("threshold_rule"))      # a bad rule is refused before any work
+    _localize_method(recipe)                                              # and so is an unknown heatmap method
     if dry_run:
         return {"table": dry_run_table(cfg, paper_recipe), "settings": cfg.resolved().to_dict()}
     if recipe.get("chain"):          # a study: a chain of steps (cxr_tf.studies.weak_labels), not one training run
@@ -137,8 +138,9 @@ def reproduce(paper: str, out, data_dir=None, *, split: str = "official", demo: 
         report = render_report(recipe, first["metrics"], split, demo, table, elapsed, reported)
         if len(rec.boxes("test")):
             from cxr_tf.explain.localize import localize_run
-            localize_run(first["model_dir"], method="cam")
-            section = ("## Weakly-supervised localization (CAM, test images with boxes)\n\n"
+            method = _localize_method(recipe)
+            localize_run(first["model_dir"], method=method, n_boot=n_boot)
+            section = (f"## Weakly-supervised localization ({method}, test images with boxes)\n\n"
                        + (Path(first["model_dir"]) / "localization.md").read_text().split("\n", 2)[2] + "\n")
             report = report.replace("## Recipe", section + "## Recipe", 1)
         headline = first["metrics"]["mean_auroc"]
@@ -206,3 +208,12 @@ def _train_and_evaluate(recipe, cfg: TrainConfig, records, run: Path, reported: 
     return out
 
 
+def _localize_method(recipe: dict) -> str:
+    """The recipe's ``[localize] method`` (default: the explain registry's default), checked."""
+    from cxr_tf.explain.methods import METHODS
+    from cxr_tf.explain.registry import DEFAULT_METHOD
+    method = recipe.get("localize", {}).get("method", DEFAULT_METHOD)
+    if method not in METHODS:
+        raise CxrConfigError(f"recipe {recipe.get('name')!r}: unknown [localize] method {method!r}",
+                             key="localize.method", choices=METHODS)
+    return method

@@ -117,7 +117,7 @@ def test_localize_run_end_to_end(tiny_run):
     """A trained tiny run: every boxed test image scored at every T, with the diagnostics, the
     three files written, and the ceiling of the model's own feature grid."""
     from cxr_tf.explain.localize import localize_run
-    table = localize_run(tiny_run, "cam")
+    table = localize_run(tiny_run, "cam").fixed
     import json
     records = json.loads((tiny_run / "config.json").read_text())["records"]
     gt = pd.read_csv(f"{records}/boxes.csv")
@@ -133,6 +133,28 @@ def test_localize_run_end_to_end(tiny_run):
         assert (summary.sort_values("T").groupby("finding")[col].apply(lambda s: s.is_monotonic_decreasing)).all()
     md = (tiny_run / "localization.md").read_text()
     assert "| T(IoBB) | metric |" in md and "### Diagnostics" in md and "feature grid" in md
+
+
+def test_localize_run_tunes_chexlocalize_thresholds_on_held_apart_patients(tiny_run):
+    """NIH-style records keep every box in the test split, so thresholds are tuned on one
+    patient-disjoint half of the boxed test images and scored on the other; the thresholds are
+    stored with the run and the table carries CIs and ceilings."""
+    import json
+    from cxr_tf.explain import chexlocalize
+    from cxr_tf.explain.localize import localize_run
+    res = localize_run(tiny_run, "gradcam-fine", n_boot=20)
+    assert res.method == "gradcam-fine" and res.seconds_per_map > 0 and "half of the test split" in res.tuned_on
+    stored = json.loads((tiny_run / "localization_thresholds.json").read_text())
+    assert stored["method"] == "gradcam-fine" and stored["thresholds"] == res.thresholds
+    assert set(res.thresholds.values()) <= set(chexlocalize.GRID)
+    assert res.pairs["iou"].between(0, 1).all() and set(res.pairs["finding"]) <= set(res.thresholds)
+    table = pd.read_csv(tiny_run / "localization_chexlocalize.csv")
+    assert table["finding"].iloc[-1] == "mean"
+    assert {"miou", "miou_low", "miou_high", "miou_ceiling", "hit_rate", "hit_rate_ceiling", "acc",
+            "acc_ceiling"} <= set(table.columns)
+    assert (table["miou_ceiling"] > 0).all()
+    md = (tiny_run / "localization.md").read_text()
+    assert "## CheXlocalize protocol" in md and "mIoU [95% CI] / ceiling" in md
 
 
 @pytest.mark.parametrize("name", ["rsna_pneumonia", "siim_acr", "vindr_cxr"])
@@ -154,6 +176,6 @@ def test_localize_scores_the_boxes_of_other_datasets(name, tiny_run, tmp_path):
     from cxr_tf.models.rundir import RunDir
     shared = boxes[boxes["finding"].isin(RunDir(tiny_run).config["findings"])]
     assert len(shared), f"{name}: the phantom has no boxes the NIH run can be scored on"
-    table = localize_run(tiny_run, records=tmp_path / "rec", split="train", write=False)
+    table = localize_run(tiny_run, records=tmp_path / "rec", split="train", write=False, n_boot=10).fixed
     assert set(table["image_id"]) == set(shared["image_id"])
     assert table["iobb"].between(0, 1).all() and table["iou"].between(0, 1).all()
