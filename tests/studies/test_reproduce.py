@@ -107,3 +107,15 @@ def test_chestxray8_head_trains_with_wcel(records_dir, tmp_path):
     assert cfg["findings"] == cards.dataset_card("chestxray14")["findings_chestxray8"]
     from cxr_tf.models import cam_layer, load_model
     assert cam_layer(load_model(tmp_path / "cx8" / "model.keras")) == "transition_relu"
+
+
+def test_recipes_name_a_registered_heatmap_method_and_a_bad_one_is_refused():
+    from cxr_tf.core import cards
+    from cxr_tf.core.errors import CxrConfigError
+    from cxr_tf.explain.registry import DEFAULT_METHOD
+    from cxr_tf.studies.reproduce import _localize_method
+    for paper in ("chexnet", "chestxray8"):
+        assert _localize_method(cards.reproduction(paper)) == DEFAULT_METHOD == "layercam"
+    assert _localize_method({}) == DEFAULT_METHOD
+    with pytest.raises(CxrConfigError, match="unknown \\[localize\\] method 'nope'"):
+        _localize_method({"name": "x", "localize": {"method": "nope"}})
