@@ -13,7 +13,8 @@ use :func:`distribute`). With ``data_service``, the per-image work (reading, par
 decoding) runs on the workers of a tf.data service (:func:`start_dispatcher`, :func:`start_worker`,
 ``cxr-tf data-service``) in ``distributed_epoch`` mode: the dispatcher hands out the split's shard
 files, so each image is decoded once per epoch by one worker; batching, augmentation and targets
-stay on the trainer, so the batches are the in-process pipeline's, in count and in content.
+stay on the trainer, so the batches are the in-process pipeline's in count, shape and targets
+(their order differs from run to run).
 
 TensorFlow reports a damaged shard as a ``DataLossError`` naming no file; :func:`shard_errors`
 turns it into one error naming the shard (:mod:`cxr_tf.records.integrity`).
@@ -37,6 +38,7 @@ from cxr_tf.records.reader import RecordsDir
 from cxr_tf.records.writer import MIN_SHARDS_PER_WORKER
 
 log = logging.getLogger(__name__)
+SERVICE_CHUNK = 32     # images per message from a tf.data service worker
 
 
 @dataclass(frozen=True)
@@ -244,8 +246,10 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
 
     ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     if data_service:   # everything above runs on the service's workers, one shard file per split
-        ds = ds.apply(tf.data.experimental.service.distribute(
-            processing_mode="distributed_epoch", service=service_address(data_service)))
+        # shipped in chunks (one message each, not one per image), then unbatched: the trainer
+        # batches the one stream, so partial chunks at each worker's end cost no image and no batch
+        ds = ds.batch(SERVICE_CHUNK).apply(tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=service_address(data_service))).unbatch()
         ds = ds.apply(tf.data.experimental.assert_cardinality(count))   # each image exactly once
         if repeat:
             ds = ds.repeat()   # a new service job (a new distributed epoch) per pass
