@@ -9,11 +9,21 @@ that work runs on the device.
 Random augmentation uses stateless ops seeded per batch from ``tf.data.Dataset.random``, so with
 ``seed`` and ``deterministic=True`` two runs yield identical batches, and every epoch still differs.
 The dataset works unchanged under ``tf.distribute`` strategies (``model.fit`` distributes it; or
-use :func:`distribute`).
+use :func:`distribute`). With ``data_service``, the per-image work (reading, parsing, PNG/JPEG
+decoding) runs on the workers of a tf.data service (:func:`start_dispatcher`, :func:`start_worker`,
+``cxr-tf data-service``) in ``distributed_epoch`` mode: the dispatcher hands out the split's shard
+files, so each image is decoded once per epoch by one worker; batching, augmentation and targets
+stay on the trainer, so the batches are the in-process pipeline's in count, shape and targets
+(their order differs from run to run).
+
+TensorFlow reports a damaged shard as a ``DataLossError`` naming no file; :func:`shard_errors`
+turns it into one error naming the shard (:mod:`cxr_tf.records.integrity`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from dataclasses import dataclass
 
@@ -21,8 +31,15 @@ import tensorflow as tf
 
 import numpy as np
 
+from cxr_tf.core.parallel import workers_in_tf_config
 from cxr_tf.vocab.findings import IGNORE, LSR_RANGES, check_policies, policies, train_targets
+from cxr_tf.records.integrity import corrupt_shard_error
 from cxr_tf.records.reader import RecordsDir
+from cxr_tf.records.writer import MIN_SHARDS_PER_WORKER
+
+log = logging.getLogger(__name__)
+SERVICE_CHUNK = 32     # images per message from a tf.data service worker
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -164,7 +181,8 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
                  uncertain: str = "ignore", blank: str = "zeros", shuffle_buffer: int = 2048,
                  seed: int | None = None, deterministic: bool = False, repeat: bool = False,
                  drop_remainder: bool = False, include_meta: bool = False, findings=None,
-                 dtype=tf.uint8, soft_targets=None) -> tf.data.Dataset:
+                 dtype=tf.uint8, soft_targets=None, data_service: str | None = None,
+                 workers: int | None = None) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(pixels, targets)`` for one split, pixels
     [B, image_size, image_size, 1] on 0..255 in ``dtype`` (what a cxr_tf model takes).
 
@@ -177,6 +195,10 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     mapping (:mod:`cxr_tf.vocab.findings`); ``soft_targets`` (a DataFrame indexed by image_id with one
     column per finding, NaN where absent) gives the ``selftrained`` findings' soft targets.
     Images are decoded per element; resizing, augmentation and targets run per batch.
+    ``data_service`` (a dispatcher address, ``host:port``): decode on that tf.data service's
+    workers (see the module doc). ``workers``: the training workers that will shard this dataset
+    (default: those in ``TF_CONFIG``); with fewer than 8 shards per worker it is sharded by
+    element rather than by file, and a warning says why.
     """
     records = RecordsDir(records_dir)
     files, count = records.shards(split)
@@ -198,10 +220,11 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     # evaluation reads shards one after another: batches follow manifest.csv order (split_frame)
     ds = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16) if training else 1,
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(count))
+    if not data_service:   # (a service worker reads only some of the shards)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if repeat and not data_service:
         ds = ds.repeat()
 
     def _decode(serialized):   # per element: only what cannot be batched
@@ -222,6 +245,14 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
         return (preprocess_batch(element[0], image_size, aug, batch_seed, dtype), y, *element[2:])
 
     ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if data_service:   # everything above runs on the service's workers, one shard file per split
+        # shipped in chunks (one message each, not one per image), then unbatched: the trainer
+        # batches the one stream, so partial chunks at each worker's end cost no image and no batch
+        ds = ds.batch(SERVICE_CHUNK).apply(tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=service_address(data_service))).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(count))   # each image exactly once
+        if repeat:
+            ds = ds.repeat()   # a new service job (a new distributed epoch) per pass
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if aug is not None:
         rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -232,11 +263,26 @@ def make_dataset(records_dir, split: str, *, batch_size: int = 16, image_size: i
     ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.deterministic = ordered
-    # FILE sharding needs at least as many shards as workers; small splits shard by element.
     opts.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.FILE if len(files) >= 64
-        else tf.data.experimental.AutoShardPolicy.DATA)
+        tf.data.experimental.AutoShardPolicy.OFF if data_service else shard_policy(split, len(files), workers))
     return ds.with_options(opts)
+
+
+def shard_policy(split: str, files: int, workers: int | None = None):
+    """How MultiWorkerMirroredStrategy shards a split's dataset over ``workers`` (default: those
+    in ``TF_CONFIG``): by FILE with at least 8 shard files per worker, so each worker reads only
+    its own files and the shares differ by one file at most; otherwise by DATA, which is correct
+    for any number of files (each worker keeps every n-th record) but makes every worker read and
+    decode every record, so under several workers a warning names the fix."""
+    workers = max(1, workers_in_tf_config() if workers is None else workers)
+    if files >= MIN_SHARDS_PER_WORKER * workers:
+        return tf.data.experimental.AutoShardPolicy.FILE
+    if workers > 1:
+        log.warning("the %s split has %d shard file(s) for %d training workers (fewer than %d per worker): "
+                    "sharding by record, so every worker reads and decodes every image; prepare the records "
+                    "with --training-workers %d to shard by file", split, files, workers, MIN_SHARDS_PER_WORKER,
+                    workers)
+    return tf.data.experimental.AutoShardPolicy.DATA
 
 
 def _soft_lookup(soft_targets, names):
@@ -259,6 +305,43 @@ def split_frame(records_dir, split: str):
 def distribute(ds: tf.data.Dataset, strategy: tf.distribute.Strategy):
     """Distribute a batched dataset over a strategy's replicas (global batch split per replica)."""
     return strategy.experimental_distribute_dataset(ds)
+
+
+@contextlib.contextmanager
+def shard_errors(records_dir, splits=("train", "val")):
+    """Around code that iterates datasets of ``splits``: a corrupt or truncated record
+    (TensorFlow's ``DataLossError``, which names no file) becomes one
+    :class:`~cxr_tf.core.errors.CxrDataError` naming the bad shard, found by its checksum, and
+    the fix."""
+    try:
+        yield
+    except tf.errors.DataLossError as exc:
+        raise corrupt_shard_error(records_dir, list(splits), exc.message) from None
+
+
+def service_address(address: str) -> str:
+    """A dispatcher address as the tf.data service takes it: ``host:port`` -> ``grpc://host:port``."""
+    return address if "://" in address else f"grpc://{address}"
+
+
+def start_dispatcher(port: int = 0, work_dir: str | None = None):
+    """A tf.data service dispatcher on ``port`` (0: any free port); returns the server (its
+    ``target`` is the address to give ``--data-service``). ``work_dir`` makes it fault tolerant:
+    it journals its state there and resumes from it after a restart."""
+    config = tf.data.experimental.service.DispatcherConfig(
+        port=port, work_dir=work_dir, fault_tolerant_mode=bool(work_dir))
+    return tf.data.experimental.service.DispatchServer(config)
+
+
+def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None):
+    """A tf.data service worker serving ``dispatcher`` (``host:port``) on ``port``;
+    ``worker_address`` is how the trainers reach it (default ``localhost:<port>``: set it to this
+    host's name when trainers run elsewhere). The worker reads the shards by the paths the trainer
+    gives, so they must be at the same path (or bucket URL) on every worker."""
+    kwargs = {"worker_address": worker_address} if worker_address else {}
+    config = tf.data.experimental.service.WorkerConfig(
+        dispatcher_address=dispatcher.split("://")[-1], port=port, **kwargs)
+    return tf.data.experimental.service.WorkerServer(config)
 
 
 def read_examples(records_dir, split: str) -> tf.data.Dataset:

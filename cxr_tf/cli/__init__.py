@@ -15,7 +15,7 @@ import click
 
 from cxr_tf.core.errors import CxrConfigError, CxrError
 
-AREAS = ("data", "model", "heatmaps", "dicom", "label", "tune", "federated")
+AREAS = ("data", "model", "heatmaps", "dicom", "label", "tune", "federated", "service")
 
 
 def _setup_logging(verbose: int) -> None:

@@ -84,7 +84,11 @@ def _options(pairs, extra=()) -> dict:
 @click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records.writer", "ENCODINGS"),
               help="Storage format of the resized images (png is lossless).")
 @click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
-@click.option("--images-per-shard", default=512, show_default=True, help="Images per TFRecord shard.")
+@click.option("--images-per-shard", default=512, show_default=True, help="Most images per TFRecord shard.")
+@click.option("--training-workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Machines that will train on these records together (MultiWorkerMirroredStrategy): each split "
+                   "gets at least 8 shards per worker (fewer only when it has fewer images), so sharding by file "
+                   "gives every worker a near-equal share.")
 @click.option("--seed", default=None, type=int, help="Split and shard-order seed [default: the card's].")
 @click.option("--allow-missing", is_flag=True,
               help="Skip images that are absent or unreadable; they are counted and reported.")
@@ -93,7 +97,7 @@ def _options(pairs, extra=()) -> dict:
                    "--val-fraction 0.2, --labels negbio, --recipe mimic-jpg.")
 @click.pass_context
 def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
-            seed, allow_missing, options):
+            training_workers, seed, allow_missing, options):
     """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT.
     Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value.
 
@@ -102,7 +106,7 @@ def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, work
 
     s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
             allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
-            seed=seed, options=_options(options, ctx.args))
+            seed=seed, options=_options(options, ctx.args), training_workers=training_workers)
     c = s["counts"]
     click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
     for split_name, part in s["splits"].items():
@@ -147,12 +151,30 @@ def merge(records_dirs, out_dir, approximate):
 
 @click.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False))
-def summary(records_dir):
-    """Print a records directory's summary.json (without the per-image sizes).
+@click.option("--verify", is_flag=True,
+              help="Instead, read every shard and check it against the size and CRC-32C checksum in summary.json "
+                   "(records older than schema 3: each record's own CRCs); names each bad shard, exits 1 if any.")
+def summary(records_dir, verify):
+    """Print a records directory's summary.json (without the per-image sizes), or with --verify check
+    its shards after a copy between machines or buckets.
 
-    Example: cxr-tf summary runs/nih_records"""
+    Example: cxr-tf summary runs/nih_records --verify"""
     from cxr_tf.records.reader import load_summary
 
+    if verify:
+        from cxr_tf.records.integrity import FIX, has_checksums, verify as check
+        from cxr_tf.records.reader import RecordsDir
+
+        rec = RecordsDir(records_dir)
+        bad = check(rec)
+        how = "size and CRC-32C" if has_checksums(rec) else "size and record CRCs"
+        if not bad:
+            click.echo(f"all {len(rec.summary['shards'])} shards match summary.json ({how})")
+            return
+        for b in bad:
+            click.echo(f"bad shard {rec.path / b.name}: {b.problem}", err=True)
+        click.echo(f"{len(bad)} of {len(rec.summary['shards'])} shards are bad; {FIX}", err=True)
+        raise SystemExit(1)
     s = load_summary(records_dir)
     s.pop("image_sizes", None)
     click.echo(json.dumps(s, indent=2))

@@ -48,11 +48,15 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--jit-compile", is_flag=True, default=None, help="XLA-compile the train step (slow start on CPU).")
 @click.option("--seed", default=None, type=int, help="Random seed [default: 0].")
 @click.option("--deterministic", is_flag=True, default=None, help="Deterministic data order and ops.")
+@click.option("--data-service", default=None, metavar="HOST:PORT",
+              help="Decode the training images on this tf.data service (`cxr-tf data-service`), each image once per "
+                   "epoch (distributed_epoch) [default: in this process].")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint, to its planned epochs.")
 @click.pass_context
 def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss, uncertain, blank, epochs,
-          batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, resume):
+          batch_size, lr, image_size, bn_momentum, mixed_precision, jit_compile, seed, deterministic, data_service,
+          resume):
     """Train a model on prepared records (default: the CheXNet recipe). Settings come from the
     preset, beneath --config, beneath the named options, beneath --set.
 
@@ -63,7 +67,7 @@ def train(ctx, records, out, config_file, sets, preset, backbone, weights, loss,
     named = dict(preset=preset, backbone=backbone, weights=weights, loss=loss, uncertain=uncertain,
                  blank=blank, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                  bn_momentum=bn_momentum, mixed_precision=mixed_precision, jit_compile=jit_compile,
-                 seed=seed, deterministic=deterministic)
+                 seed=seed, deterministic=deterministic, data_service=data_service)
     values = train_settings(defaults={"verbose": 1}, config_file=config_file, named=named, sets=sets,
                             fixed={"out": out, "records": records}, ctx=ctx)
     if not records and not resume and "records" not in values:

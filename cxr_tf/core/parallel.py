@@ -1,8 +1,10 @@
-"""Process pools that are safe beside TensorFlow."""
+"""Process pools that are safe beside TensorFlow, and the number of training workers."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
 import sys
 
 
@@ -24,3 +26,12 @@ def imap(func, tasks: list, workers: int | None = None, chunksize: int = 1):
         return
     with mp_context().Pool(workers) as pool:
         yield from pool.imap(func, tasks, chunksize=chunksize)
+
+
+def workers_in_tf_config() -> int:
+    """Number of training workers (chief included) named in ``TF_CONFIG``; 0 when unset."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    cluster = json.loads(raw).get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))

@@ -44,7 +44,7 @@ def predict_split(run_dir, split: str, records=None, model=None, pairs=None):
     policy). With ``pairs`` (:func:`cxr_tf.vocab.crosswalk.pairs`), the records' findings they name,
     each answered by its paired model output."""
     from cxr_tf.models import findings_of, input_size_of
-    from cxr_tf.pipeline import make_dataset
+    from cxr_tf.pipeline import make_dataset, shard_errors
 
     run = RunDir(run_dir)
     rec = run.records(records)
@@ -53,7 +53,8 @@ def predict_split(run_dir, split: str, records=None, model=None, pairs=None):
     findings = [q.finding for q in pairs] if pairs else outputs
     ds = make_dataset(rec.path, split, training=False, batch_size=run.config["batch_size"],
                       image_size=input_size_of(model), findings=findings).map(lambda x, y: x)
-    probs = model.predict(ds, verbose=0)
+    with shard_errors(rec.path, (split,)):
+        probs = model.predict(ds, verbose=0)
     if pairs:
         probs = probs[:, [outputs.index(q.output) for q in pairs]]
     frame = rec.split_frame(split)

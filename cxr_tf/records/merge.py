@@ -28,6 +28,7 @@ from cxr_tf.core import atomic
 from cxr_tf.core.errors import CxrConfigError, CxrDataError
 from cxr_tf.core.progress import progress
 from cxr_tf.records import tfrecord
+from cxr_tf.records.integrity import finalize_summary
 from cxr_tf.records.reader import BOXES, MANIFEST, MASKS, SCHEMA_VERSION, SKIPPED, SUMMARY, RecordsDir
 from cxr_tf.records.writer import SHARD_GLOB, shard_name
 from cxr_tf.sources import manifest as mf
@@ -104,8 +105,7 @@ def merge(records_dirs: Sequence, out_dir, approximate: bool = False) -> dict:
         (out / MASKS).unlink(missing_ok=True)
     atomic.write_csv(out / SKIPPED, pd.concat(skipped, ignore_index=True) if skipped else
                      pd.DataFrame(columns=["image_id", "path", "split", "reason", "dataset"]))
-    summary = _summary(recs, frame, findings, mapping, joins, approximate, out)
-    atomic.write_json(out / SUMMARY, summary)
+    summary = finalize_summary(out, _summary(recs, frame, findings, mapping, joins, approximate, out))
     log.info("merged %d images of %s into %s (%d findings)", len(frame), [r.dataset for r in recs], out,
              len(findings))
     return summary
@@ -162,8 +162,7 @@ def _ints(raw: bytes) -> np.ndarray:
 
 def _summary(recs, frame, findings, mapping, joins, approximate, out) -> dict:
     """The merged directory's summary.json (the same schema as prepare's)."""
-    shards = {p.name: {"images": int((frame["shard"] == p.name).sum()), "bytes": p.stat().st_size}
-              for p in sorted(out.glob(SHARD_GLOB))}
+    shards = {p.name: int((frame["shard"] == p.name).sum()) for p in sorted(out.glob(SHARD_GLOB))}
     sizes = {}
     for rec in recs:
         sizes.update({f"{rec.dataset}/{k}": v for k, v in rec.summary.get("image_sizes", {}).items()})

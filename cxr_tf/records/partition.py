@@ -21,6 +21,7 @@ import pandas as pd
 from cxr_tf.core import atomic
 from cxr_tf.sources import manifest as mf
 from cxr_tf.core.errors import CxrConfigError, CxrDataError
+from cxr_tf.records.integrity import finalize_summary
 from cxr_tf.records.reader import MANIFEST, SUMMARY, RecordsDir
 from cxr_tf.records.tfrecord import read_records, write_records
 
@@ -151,7 +152,7 @@ def write_subset(records_dir, image_ids, out_dir, *, note: dict | None = None,
                 data.append(cache[shard][int(index)])
             with atomic.atomic_path(out / name) as tmp:
                 write_records(tmp, data)
-            shards[name] = {"images": len(chunk), "bytes": (out / name).stat().st_size}
+            shards[name] = len(chunk)
             new_shard += [name] * len(chunk)
             new_index += list(range(len(chunk)))
     for stale in out.glob("*.tfrecord"):
@@ -173,7 +174,7 @@ def write_subset(records_dir, image_ids, out_dir, *, note: dict | None = None,
         "subset": {"of": str(src.path.resolve()), **(note or {})},
         "tables": {},
     })
-    atomic.write_json(out / SUMMARY, summary)
+    finalize_summary(out, summary)
     return out
 
 

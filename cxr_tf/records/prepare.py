@@ -21,6 +21,7 @@ from cxr_tf.core import atomic, cards
 from cxr_tf.sources import manifest as mf
 from cxr_tf.core.errors import CxrConfigError, MissingImagesError
 from cxr_tf.imaging import ASPECTS
+from cxr_tf.records.integrity import finalize_summary
 from cxr_tf.records.writer import ENCODINGS, SHARD_GLOB, ImageJob, shard_jobs, write_shards
 from cxr_tf.records.reader import BOXES, MANIFEST, MASKS, SCHEMA_VERSION, SKIPPED, SUMMARY
 
@@ -31,12 +32,14 @@ EXAMPLES = 20
 def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: int = 256,
             aspect: str = "pad", workers: int | None = None, allow_missing: bool = False,
             encoding: str = "png", images_per_shard: int = 512, seed: int | None = None,
-            options: dict | None = None) -> dict:
+            options: dict | None = None, training_workers: int = 1) -> dict:
     """Prepare a dataset directory into a records directory and return its summary.
 
     Images listed but absent on disk, and images that cannot be decoded, raise an error naming
     them, unless ``allow_missing``: then they are skipped, counted and listed in ``skipped.csv``.
-    ``options`` go to the source's ``load`` (see its ``OPTIONS``).
+    ``options`` go to the source's ``load`` (see its ``OPTIONS``). Each split gets at least 8
+    shards per ``training_workers`` (the workers of multi-worker training that will read it), and
+    at most ``images_per_shard`` images per shard.
     """
     for key, value, allowed in (("aspect", aspect, ASPECTS), ("encoding", encoding, ENCODINGS)):
         if value not in allowed:
@@ -57,7 +60,7 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     frame = src.manifest
     present = frame[~frame["image_id"].isin(set(src.missing))]
     jobs = _jobs(src, present, out, size=size, aspect=aspect, encoding=encoding, decode=dict(src.decode),
-                 images_per_shard=images_per_shard, skip_bad=allow_missing,
+                 images_per_shard=images_per_shard, training_workers=training_workers, skip_bad=allow_missing,
                  seed=0 if seed is None else seed)
     results = write_shards(jobs, workers, desc=f"prepare {dataset}")
     written = {p.name for p in (Path(j.path) for j in jobs)}
@@ -103,8 +106,9 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
         atomic.write_csv(out / f"{name}.csv", table)
     summary = _summary(src, frame, kept, skipped, bad, boxes, masks, jobs, out, dict(
         dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
-        images_per_shard=images_per_shard, allow_missing=allow_missing, options=options))
-    atomic.write_json(out / SUMMARY, summary)
+        images_per_shard=images_per_shard, training_workers=training_workers, allow_missing=allow_missing,
+        options=options))
+    summary = finalize_summary(out, summary)       # shard sizes and checksums; the directory is now trusted
     log.info("prepared %d images into %s (%d missing, %d unreadable skipped)", len(kept), out,
              len(src.missing), len(bad))
     return summary
@@ -127,7 +131,8 @@ def _split_key(col: pd.Series) -> pd.Series:
     return col.map({s: i for i, s in enumerate(mf.SPLITS)}) if col.name == "split" else col
 
 
-def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed: int, **options):
+def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed: int, training_workers: int = 1,
+          **options):
     """Shard jobs per split, images in a seed-determined shuffled order (so shards mix patients)."""
     vocab = {f: i for i, f in enumerate(src.findings)}
     by_image: dict[str, list] = {}
@@ -148,7 +153,8 @@ def _jobs(src, present: pd.DataFrame, out: Path, *, images_per_shard: int, seed:
                           by_image.get(present["image_id"].iat[r], []),
                           None if masks_of is None else masks_of.get(present["image_id"].iat[r], []))
                  for r in rows]
-        jobs += shard_jobs(split, items, out, images_per_shard, bbox_frame=src.bbox_frame, **options)
+        jobs += shard_jobs(split, items, out, images_per_shard, training_workers, bbox_frame=src.bbox_frame,
+                           **options)
     return jobs
 
 
@@ -160,7 +166,7 @@ def _summary(src, listed, kept, skipped, bad, boxes, masks, jobs, out, config) -
     for j in jobs:
         p = Path(j.path)
         if p.exists():
-            shards[p.name] = {"images": int((kept["shard"] == p.name).sum()), "bytes": p.stat().st_size}
+            shards[p.name] = int((kept["shard"] == p.name).sum())   # bytes, crc32c: finalize_summary
     return {
         "schema_version": SCHEMA_VERSION,
         "cxr_tf_version": __version__,

@@ -24,7 +24,9 @@ MASKS = "masks.csv"
 SKIPPED = "skipped.csv"
 # Of summary.json and the record features (see cxr_tf.records.writer). 2 added the optional masks
 # (``masks.csv``, features ``mask_rle``/``mask_labels``); a version-1 directory reads as one without masks.
-SCHEMA_VERSION = 2
+# 3 added each shard's ``crc32c`` in summary.json (:mod:`cxr_tf.records.integrity`); older directories
+# are read without it (their shards are checked by size, and by their records' own CRCs on --verify).
+SCHEMA_VERSION = 3
 _ID_COLUMNS = {"image_id": str, "patient": str, "study": str, "path": str, "view": str, "sex": str}
 
 
@@ -93,18 +95,43 @@ class RecordsDir:
 
     def shards(self, split: str) -> tuple[list[str], int]:
         """The shard paths of one split and its image count; a clear error if the split is
-        empty or a shard is missing or changed since prepare wrote it."""
+        empty or a shard is missing or changed since prepare wrote it (:meth:`check_shards`)."""
+        shards = self._split_shards(split)
+        self.check_shards(split)
+        return [str(self.path / name) for name in sorted(shards)], sum(s["images"] for s in shards.values())
+
+    def _split_shards(self, split: str) -> dict:
         shards = {n: s for n, s in self.summary["shards"].items() if n.startswith(f"{split}-")}
         if not shards:
             raise CxrDataError(self.path, f"no {split!r} shards; splits present: {sorted(self.splits)}")
-        files = []
-        for name, info in sorted(shards.items()):
-            path = self.path / name
-            if not path.is_file() or path.stat().st_size != info["bytes"]:
-                raise CxrDataError(path, "shard listed in summary.json is missing or has changed; "
-                                         "rerun `cxr-tf prepare`")
-            files.append(str(path))
-        return files, sum(s["images"] for s in shards.values())
+        return shards
+
+    def size_problem(self, name: str) -> str | None:
+        """Why one listed shard cannot be trusted by its size (missing, or another size than
+        summary.json records), or None."""
+        path, info = self.path / name, self.summary["shards"][name]
+        if not path.is_file():
+            return "missing"
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            how = "truncated" if size < info["bytes"] else "changed"
+            return f"{size:,} bytes, summary.json records {info['bytes']:,} ({how})"
+        return None
+
+    def check_shards(self, *splits: str) -> None:
+        """Refuse, in one error naming each, the shards of ``splits`` that are missing or have
+        another size than summary.json records (a truncated or replaced copy): a check of sizes
+        only, run before training starts; ``cxr-tf summary --verify`` checks the checksums."""
+        bad = [(name, p) for split in splits for name in sorted(self._split_shards(split))
+               if (p := self.size_problem(name))]
+        if not bad:
+            return
+        fix = "prepare the records again, or restore the shard(s) from an intact copy"
+        if len(bad) == 1:
+            raise CxrDataError(self.path / bad[0][0], f"shard listed in summary.json is missing or has changed "
+                                                      f"({bad[0][1]}); {fix}")
+        raise CxrDataError(self.path, f"{len(bad)} shards listed in summary.json are missing or have changed ("
+                                      + "; ".join(f"{n}: {p}" for n, p in bad) + f"); {fix}")
 
     def label_indices(self, findings=None) -> list[int] | None:
         """Positions of ``findings`` in the stored label vector (None: all, in stored order)."""

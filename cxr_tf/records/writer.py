@@ -43,6 +43,9 @@ from cxr_tf.core.parallel import mp_context
 log = logging.getLogger(__name__)
 ENCODINGS = ("png", "jpeg")
 SHARD_GLOB = "*-?????-of-?????.tfrecord"
+# MultiWorkerMirroredStrategy shards a dataset by file: with at least this many shards per training
+# worker, each worker gets a near-equal share (one shard more at most); prepare's --training-workers.
+MIN_SHARDS_PER_WORKER = 8
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -220,10 +223,21 @@ def _raise_first_failure(results: list[ImageResult], job: ShardJob) -> None:
                                           "they are counted and reported)")
 
 
+def shard_count(images: int, images_per_shard: int, training_workers: int = 1) -> int:
+    """Shards of a split of ``images``: at most ``images_per_shard`` each, and at least
+    :data:`MIN_SHARDS_PER_WORKER` per training worker (never more shards than images)."""
+    for key, value in (("images_per_shard", images_per_shard), ("training_workers", training_workers)):
+        if value < 1:
+            raise CxrConfigError(f"must be at least 1, got {value}", key=key)
+    wanted = min(MIN_SHARDS_PER_WORKER * training_workers, images)
+    return max(1, -(-images // images_per_shard), wanted)
+
+
 def shard_jobs(split: str, images: list[ImageJob], out_dir: Path, images_per_shard: int,
-               **options) -> list[ShardJob]:
-    """Cut one split's images, in the given order, into shard jobs of at most ``images_per_shard``."""
-    count = max(1, -(-len(images) // images_per_shard))
+               training_workers: int = 1, **options) -> list[ShardJob]:
+    """Cut one split's images, in the given order, into :func:`shard_count` shard jobs of
+    near-equal size."""
+    count = shard_count(len(images), images_per_shard, training_workers)
     bounds = np.linspace(0, len(images), count + 1).round().astype(int)
     return [ShardJob(str(out_dir / shard_name(split, i, count)), images[a:b], **options)
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]

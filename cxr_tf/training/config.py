@@ -32,7 +32,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 LR_SCHEDULES = ("plateau", "constant")
 SELECT_BY = ("val_loss", "val_auroc_mean", "val_auroc_tasks")
 # What a resumed run may change; anything else given on resume must equal the saved value.
-RESUME_OVERRIDES = ("records", "epochs", "verbose", "strategy", "tb_cam_images")
+RESUME_OVERRIDES = ("records", "epochs", "verbose", "strategy", "tb_cam_images", "data_service")
 # Names other tools (and older cxr-tf recipes) use, suggested when they are given; never accepted.
 _OTHER_NAMES = {"learning_rate": "lr", "model": "backbone", "input_size": "image_size", "size": "image_size",
                 "epoch": "epochs", "batch": "batch_size", "uncertainty": "uncertain", "pretrained": "weights",
@@ -85,6 +85,7 @@ class TrainConfig:
     jit_compile: bool = False
     fast_start: bool = True
     strategy: str = "auto"
+    data_service: str | None = None   # a tf.data service dispatcher (host:port) that decodes the training images
     seed: int = 0
     deterministic: bool = False
     steps_per_epoch: int | None = None

@@ -12,17 +12,11 @@ import tensorflow as tf
 
 from cxr_tf.training.config import STRATEGIES
 from cxr_tf.core.errors import CxrConfigError
+from cxr_tf.core.parallel import workers_in_tf_config
+
+__all__ = ["is_chief", "prepare_fit", "strategy_for", "workers_in_tf_config"]
 
 log = logging.getLogger(__name__)
-
-
-def workers_in_tf_config() -> int:
-    """Number of workers (chief included) named in ``TF_CONFIG``; 0 when unset."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return 0
-    cluster = json.loads(raw).get("cluster", {})
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
 def strategy_for(kind: str = "auto") -> tf.distribute.Strategy:

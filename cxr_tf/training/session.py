@@ -59,6 +59,7 @@ def split_targets(records: RecordsDir, split: str, cfg: TrainConfig, metric: boo
 def check_records(cfg: TrainConfig, records: RecordsDir) -> None:
     """Refuse records (and policies) a run cannot train on, before anything is built."""
     records.require_splits("train", "val")
+    records.check_shards("train", "val")        # sizes: a truncated copy is refused before anything starts
     records.label_indices(cfg.findings)
     per = policies(cfg.uncertain, cfg.findings)
     has_uncertain = {f for s in records.splits.values() for f, n in s["uncertain"].items() if n}
@@ -183,6 +184,8 @@ class Session:
         """(training dataset, validation pixels dataset, :class:`ValTargets`); ``soft_targets`` for
         the ``selftrained`` findings (see :mod:`cxr_tf.training.selftrain`); ``seed`` another
         shuffling and augmentation seed (a federated round)."""
+        import tensorflow as tf
+
         from cxr_tf.pipeline import Augment, make_dataset
 
         cfg, records = self.cfg, self.records
@@ -190,10 +193,14 @@ class Session:
                           cfg.brightness, cfg.contrast)
         common = dict(image_size=cfg.image_size, uncertain=cfg.uncertain, blank=cfg.blank,
                       findings=cfg.findings, batch_size=cfg.batch_size)
+        if cfg.data_service and isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise CxrConfigError("a tf.data service feeds one trainer (one or several GPUs); with several training "
+                                 "workers each would read a whole epoch", key="data_service", fix="none")
         train_ds = make_dataset(records.path, "train", augment=augment, seed=cfg.seed if seed is None else seed,
                                 deterministic=cfg.deterministic, drop_remainder=True,
                                 shuffle_buffer=cfg.shuffle_buffer, soft_targets=soft_targets,
-                                repeat=cfg.steps_per_epoch is not None or cfg.checkpoint_every is not None, **common)
+                                repeat=cfg.steps_per_epoch is not None or cfg.checkpoint_every is not None,
+                                data_service=cfg.data_service, **common)
         val_ds = make_dataset(records.path, "val", training=False, **common).map(lambda x, y: x)
         targets = ValTargets(split_targets(records, "val", cfg), split_targets(records, "val", cfg, True))
         return train_ds, val_ds, targets
@@ -236,11 +243,15 @@ class Session:
         return callbacks, timer
 
     def fit(self, model, train_ds, callbacks: list, **kwargs):
-        """``model.fit`` over the session's schedule (``kwargs`` override it, e.g. ``epochs``)."""
+        """``model.fit`` over the session's schedule (``kwargs`` override it, e.g. ``epochs``); a
+        corrupt shard stops it with one error naming the shard (:func:`cxr_tf.pipeline.shard_errors`)."""
+        from cxr_tf.pipeline import shard_errors
+
         epochs, steps = self.schedule()
         options = {"epochs": epochs, "steps_per_epoch": steps, "verbose": self.cfg.verbose, "shuffle": False,
                    **kwargs}
-        return model.fit(train_ds, callbacks=callbacks, **options)
+        with shard_errors(self.records.path if self.records else self.cfg.records, ("train", "val")):
+            return model.fit(train_ds, callbacks=callbacks, **options)
 
     # ---- a run directory
     def run(self, state: dict | None = None, callbacks: list | None = None, soft_targets=None,

@@ -6,14 +6,14 @@ import json
 import pytest
 
 from cxr_tf.core.errors import CxrDataError
-from cxr_tf.records.reader import RecordsDir
+from cxr_tf.records.reader import SCHEMA_VERSION, RecordsDir
 from cxr_tf.models.rundir import RunDir, find_run
 
 
 def test_records_dir_reads_what_prepare_wrote(records_dir):
     rec = RecordsDir(records_dir)
     assert rec.dataset == "chestxray14" and rec.stored_size == 48 and rec.aspect == "pad"
-    assert rec.summary["schema_version"] == 2 and rec.encoding == "png"
+    assert rec.summary["schema_version"] == SCHEMA_VERSION and rec.encoding == "png"
     files, count = rec.shards("train")
     assert count == rec.splits["train"]["images"] and all(f.endswith(".tfrecord") for f in files)
     assert list(rec.split_frame("test")["split"].unique()) == ["test"]
