@@ -21,9 +21,11 @@ from cxr_tf.core import beam as cb
 from cxr_tf.core.errors import CxrDataError
 
 
-def convert_beam(jobs: list, out: Path, *, options: dict | None = None, workers: int | None = None) -> list[dict]:
-    """One metadata row (or ``{"error": reason}``) per job, in job order, computed by a Beam
-    pipeline (``options``; default the multi-process DirectRunner with ``workers`` processes)."""
+def convert_beam(jobs: list, out: Path, convert_one, *, options: dict | None = None,
+                 workers: int | None = None) -> list[dict]:
+    """``convert_one(job)`` (:func:`cxr_tf.dicom.tool.convert_one`: one metadata row, or
+    ``{"error": reason}``) for every job, in job order, computed by a Beam pipeline (``options``;
+    default the multi-process DirectRunner with ``workers`` processes)."""
     beam = cb.require()
     tmp = cb.temp_dir(Path(out))
     key = jobs[0].salt if jobs else b""
@@ -32,7 +34,7 @@ def convert_beam(jobs: list, out: Path, *, options: dict | None = None, workers:
     def build(p):
         (p
          | "files" >> beam.Create(list(range(len(jobs))))
-         | "convert" >> beam.Map(_convert_index, jobs_file, key)
+         | "convert" >> beam.Map(_convert_index, convert_one, jobs_file, key)
          | "batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=64)
          | "write" >> beam.Map(cb.write_part, str(tmp)))
 
@@ -47,9 +49,7 @@ def convert_beam(jobs: list, out: Path, *, options: dict | None = None, workers:
     return [rows[i] for i in range(len(jobs))]
 
 
-def _convert_index(index: int, jobs_file: str, key: bytes):
+def _convert_index(index: int, convert_one, jobs_file: str, key: bytes):
     """Beam step: the file at ``index`` -> (index, its metadata row or error)."""
-    from cxr_tf.dicom.tool import convert_one
-
     job = dataclasses.replace(cb.load_pickle(jobs_file)[index], salt=key)
     return index, convert_one(job)

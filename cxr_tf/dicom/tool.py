@@ -146,7 +146,7 @@ def convert(paths, out_dir, *, image_format: str | None = None, keep_phi: bool =
     remove_stale(out)
     if runner == "beam":
         from cxr_tf.dicom.beam import convert_beam
-        rows = convert_beam(jobs, out, options=beam_options, workers=workers)
+        rows = convert_beam(jobs, out, convert_one, options=beam_options, workers=workers)
     else:
         rows = _run_pool(jobs, workers)
     good = [r for r in rows if "error" not in r]
