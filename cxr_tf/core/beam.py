@@ -132,54 +132,63 @@ def run(build, tmp: Path, *, options: dict | None = None, workers: int | None = 
     opts = pipeline_options(options, workers)
     log.info("running a Beam pipeline with options %s", opts.get_all_options(drop_default=True))
     direct = opts.get_all_options().get("runner") in ("DirectRunner", "direct", None)
+    real = os.fdopen(os.dup(2), "w") if direct else sys.stderr     # the terminal, for the bar
+    try:
+        with progress(total=total, desc=desc, unit=unit, file=real) as bar, \
+                _worker_log(tmp / "workers.log" if direct else None):
+            _run_watched(beam, opts, build, tmp, bar)
+    finally:
+        if real is not sys.stderr:
+            real.close()
+
+
+def _run_watched(beam, opts, build, tmp: Path, bar) -> None:
+    """Run the pipeline while a thread moves the part files' row counts onto ``bar``; a failure
+    becomes one :class:`CxrError` with the end of the workers' log."""
     stop = threading.Event()
-    with _worker_log(tmp / "workers.log" if direct else None) as stderr, \
-            progress(total=total, desc=desc, unit=unit, file=stderr) as bar:
-        def watch():
-            seen = 0
-            while not stop.wait(0.5):
-                n = _done(tmp)
-                if n > seen:
-                    bar.update(n - seen)
-                    seen = n
-        thread = threading.Thread(target=watch, daemon=True)
-        thread.start()
-        try:
-            pipeline = beam.Pipeline(options=opts)
-            build(pipeline)
-            pipeline.run().wait_until_finish()
-        except Exception as exc:
-            tail = _tail(tmp / "workers.log")
-            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            raise CxrError(f"the Beam pipeline failed: {last}"
-                           + (f"\nlast lines of the workers' log:\n{tail}" if tail else "")) from None
-        finally:
-            stop.set()
-            thread.join()
-        bar.update(max(0, _done(tmp) - bar.n))
+
+    def watch():
+        seen = 0
+        while not stop.wait(0.5):
+            n = _done(tmp)
+            if n > seen:
+                bar.update(n - seen)
+                seen = n
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        pipeline = beam.Pipeline(options=opts)
+        build(pipeline)
+        pipeline.run().wait_until_finish()
+    except Exception as exc:
+        tail = _tail(tmp / "workers.log")
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        raise CxrError(f"the Beam pipeline failed: {last}"
+                       + (f"\nlast lines of the workers' log:\n{tail}" if tail else "")) from None
+    finally:
+        stop.set()
+        thread.join()
+    bar.update(max(0, _done(tmp) - bar.n))
 
 
 @contextlib.contextmanager
 def _worker_log(path: Path | None):
     """With ``path``, send this process's file descriptor 2 (inherited by the DirectRunner's worker
-    processes, which log every start and stop) to ``path`` for the duration; yields a stream on
-    the real stderr for the progress bar."""
+    processes, which log every start and stop) to ``path`` for the duration."""
     if path is None:
-        yield sys.stderr
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     with open(path, "ab") as fh:
         os.dup2(fh.fileno(), 2)
-    real = os.fdopen(os.dup(saved), "w")
     try:
-        yield real
+        yield
     finally:
         sys.stderr.flush()
-        real.flush()
         os.dup2(saved, 2)
         os.close(saved)
-        real.close()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
