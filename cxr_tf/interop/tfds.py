@@ -23,8 +23,9 @@ Splits are the source's official ones (``train``, ``validation``, ``test``). Ima
 absent from ``manual_dir`` are an error naming them: TFDS has no counted skip.
 
 On Apache Beam (``pip install 'cxr-tf[beam]'``): when the build is given Beam options, e.g.
-``tfds build chestxray14 --manual_dir ... --beam_pipeline_options="runner=DirectRunner,direct_num_workers=8,
-direct_running_mode=multi_processing"`` (or ``runner=FlinkRunner,flink_master=HOST:8081``), or
+``tfds build chestxray14 --imports cxr_tf.interop.tfds --manual_dir ...
+--beam_pipeline_options="runner=DirectRunner,direct_num_workers=8,direct_running_mode=multi_processing"``
+(or ``runner=FlinkRunner,flink_master=HOST:8081``), or
 ``download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=...))``,
 ``_generate_examples`` returns a Beam ``PTransform`` and the images are decoded on the workers. The
 manifest is still read on the driver; the workers must see ``manual_dir`` at the same path.

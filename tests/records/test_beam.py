@@ -96,6 +96,20 @@ def _cli(*args) -> list[str]:
     return [sys.executable, "-c", "from cxr_tf.cli import main; main()", *map(str, args)]
 
 
+def _session(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (the killed job's, its Beam workers included)."""
+    from pathlib import Path
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def test_killed_job_is_refused_and_a_rerun_succeeds(phantom_dir, records_dir, tmp_path):
     out = tmp_path / "rec"
     shutil.copytree(records_dir, out)                 # a completed directory, as an earlier run left it
@@ -116,6 +130,10 @@ def test_killed_job_is_refused_and_a_rerun_succeeds(phantom_dir, records_dir, tm
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while _session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session(proc.pid) == [], "Beam worker processes outlived the job"
     assert list(out.glob(".beam-tmp-*")) and not (out / "summary.json").exists()
     with pytest.raises(CxrDataError, match="not a completed records directory"):
         RecordsDir(out)
