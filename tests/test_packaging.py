@@ -64,7 +64,7 @@ PROVIDED_BY = {
     "pydicom": "pydicom", "dicomanonymizer": "dicom-anonymizer", "tf_keras_vis": "tf-keras-vis", "lime": "lime",
     "onnx": "onnx", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert", "tf2onnx": "tf2onnx",
     "keras_tuner": "keras-tuner", "flwr": "flwr", "ray": "flwr",   # ray is flwr[simulation]'s engine
-    "psutil": "psutil", "torch": "torch", "torchvision": "torchvision",
+    "psutil": "psutil", "torch": "torch", "torchvision": "torchvision", "apache_beam": "apache-beam",
 }
 # The feature (extra) each part of the package belongs to; the longest matching prefix wins.
 # "core" is install_requires alone.
@@ -77,6 +77,8 @@ FEATURE = {
     "cxr_tf.training.config": "core", "cxr_tf.explain": "explain", "cxr_tf.search": "tune",
     "cxr_tf.federated": "federated", "cxr_tf.interop.export": "export", "cxr_tf.interop.weights": "import",
     "cxr_tf.interop.tfds": "tf", "cxr_tf.studies": "all", "cxr_tf.studies.stats": "core",
+    # --runner beam (apache_beam imported inside functions; cxr_tf imports without it)
+    "cxr_tf.core.beam": "beam", "cxr_tf.records.beam": "beam", "cxr_tf.dicom.beam": "beam",
 }
 
 
@@ -122,7 +124,8 @@ def _third_party(path: Path) -> set[str]:
 
 def test_every_import_is_declared_by_its_feature():
     reqs = _requirements()
-    assert {"tf", "dicom", "explain", "export", "import", "tune", "federated", "dev", "all"} <= set(reqs)
+    assert {"tf", "dicom", "explain", "export", "import", "tune", "federated", "beam", "dev", "all"} <= set(reqs)
+    assert {"apache-beam", "tensorflow", "pydicom"} <= reqs["beam"] and "apache-beam" in reqs["all"]
     files = [(".".join(p.relative_to(REPO).with_suffix("").parts), p) for p in (REPO / "cxr_tf").rglob("*.py")]
     files += [(".".join(("cxr_tf", *p.relative_to(REPO).with_suffix("").parts)), p)
               for p in (REPO / "datasets").rglob("*.py")]

@@ -43,6 +43,16 @@ def presets_of(table: str) -> LazyChoice:
     return LazyChoice(load)
 
 
+RUNNER_HELP = (
+    "pool: a process pool on this machine (--workers). beam: an Apache Beam pipeline (pip install 'cxr-tf[beam]'), "
+    "by default the DirectRunner in multi-process mode with --workers processes; other runners through "
+    "--beam-option: runner=FlinkRunner flink_master=HOST:8081 environment_type=LOOPBACK; runner=SparkRunner "
+    "spark_master_url=spark://HOST:7077 (Spark job server); runner=DataflowRunner project=P region=R "
+    "temp_location=gs://B/tmp. Their workers must see the input and output folders at the same paths.")
+BEAM_OPTION_HELP = ("A Beam pipeline option KEY=VALUE (repeatable; --runner beam only), e.g. runner=FlinkRunner, "
+                    "direct_num_workers=4, flink_master=HOST:8081.")
+
+
 def of(module: str, name: str) -> LazyChoice:
     """The names in a module-level tuple, e.g. ``of("cxr_tf.vocab.findings", "UNCERTAIN_POLICIES")``."""
     def load():

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cxr_tf.cli.common import LazyChoice, datasets, of
+from cxr_tf.cli.common import BEAM_OPTION_HELP, RUNNER_HELP, LazyChoice, datasets, of
 
 
 def _synth_names():
@@ -83,7 +83,12 @@ def _options(pairs, extra=()) -> dict:
               help="How non-square images become square (recorded per image).")
 @click.option("--encoding", default="png", show_default=True, type=of("cxr_tf.records.writer", "ENCODINGS"),
               help="Storage format of the resized images (png is lossless).")
-@click.option("--workers", default=None, type=int, help="Writer processes [default: all cores].")
+@click.option("--workers", default=None, type=int,
+              help="Writer processes [default: all cores]; with --runner beam, the DirectRunner's processes.")
+@click.option("--runner", default="pool", show_default=True, type=of("cxr_tf.core.beam", "RUNNERS"),
+              help=RUNNER_HELP + " Both write the same manifest, examples per split and summary.json "
+                   "from the same shard plan (boundaries equal today; the format does not rely on it).")
+@click.option("--beam-option", "beam_options", multiple=True, metavar="KEY=VALUE", help=BEAM_OPTION_HELP)
 @click.option("--images-per-shard", default=512, show_default=True, help="Most images per TFRecord shard.")
 @click.option("--training-workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Machines that will train on these records together (MultiWorkerMirroredStrategy): each split "
@@ -96,17 +101,23 @@ def _options(pairs, extra=()) -> dict:
               help="A source option (see `cxr-tf datasets`), e.g. val_fraction=0.2; also written as a flag: "
                    "--val-fraction 0.2, --labels negbio, --recipe mimic-jpg.")
 @click.pass_context
-def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, images_per_shard,
-            training_workers, seed, allow_missing, options):
+def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, runner, beam_options,
+            images_per_shard, training_workers, seed, allow_missing, options):
     """Source layout -> manifest -> sharded TFRecords, manifest.csv and summary.json in OUT.
     Source options (`cxr-tf datasets` lists them) go as -o KEY=VALUE or as --key value.
 
-    Example: cxr-tf prepare chestxray14 --data-dir /data/nih --out runs/nih_records --size 256"""
+    Example: cxr-tf prepare chestxray14 --data-dir /data/nih --out runs/nih_records --size 256
+    (on Beam: add --runner beam --workers 8, or --runner beam --beam-option runner=FlinkRunner
+    --beam-option flink_master=HOST:8081)"""
+    from cxr_tf.core.beam import parse_options
     from cxr_tf.records.prepare import prepare as run
 
+    if beam_options and runner != "beam":
+        raise click.UsageError("--beam-option needs --runner beam")
     s = run(dataset, data_dir, out_dir, split=split, size=size, aspect=aspect, workers=workers,
             allow_missing=allow_missing, encoding=encoding, images_per_shard=images_per_shard,
-            seed=seed, options=_options(options, ctx.args), training_workers=training_workers)
+            seed=seed, options=_options(options, ctx.args), training_workers=training_workers, runner=runner,
+            beam_options=parse_options(beam_options))
     c = s["counts"]
     click.echo(f"wrote {c['written_images']} of {c['listed_images']} listed images to {out_dir}")
     for split_name, part in s["splits"].items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cxr_tf.cli.common import BEAM_OPTION_HELP, RUNNER_HELP
+
 
 @click.command("dicom")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
@@ -16,15 +18,24 @@ import click
 @click.option("--salt", envvar="CXR_TF_DEID_SALT", default=None, metavar="SECRET",
               help="Key of the pseudonyms (HMAC-SHA256): the same salt maps a patient or UID to the same "
                    "pseudonym in every run [env CXR_TF_DEID_SALT; default: a random salt, not linkable].")
-@click.option("--workers", default=None, type=int, help="Processes [default: all cores].")
-def dicom(paths, out_dir, image_format, keep_phi, salt, workers):
+@click.option("--workers", default=None, type=int,
+              help="Processes [default: all cores]; with --runner beam, the DirectRunner's processes.")
+@click.option("--runner", default="pool", show_default=True, type=click.Choice(("pool", "beam")),
+              help=RUNNER_HELP + " The same salt gives the same metadata.csv and pseudonyms with either.")
+@click.option("--beam-option", "beam_options", multiple=True, metavar="KEY=VALUE", help=BEAM_OPTION_HELP)
+def dicom(paths, out_dir, image_format, keep_phi, salt, workers, runner, beam_options):
     """Read DICOM files (or folders of them) into OUT/metadata.csv, one row per file, de-identified
     by default; unreadable files are listed with the reason in OUT/errors.csv.
 
-    Example: cxr-tf dicom /data/dicoms --salt "$SALT" --out runs/deid --png"""
+    Example: cxr-tf dicom /data/dicoms --salt "$SALT" --out runs/deid --png
+    (on Beam: add --runner beam, and --beam-option runner=FlinkRunner --beam-option flink_master=HOST:8081)"""
+    from cxr_tf.core.beam import parse_options
     from cxr_tf.dicom.tool import convert
 
-    s = convert(paths, out_dir, image_format=image_format, keep_phi=keep_phi, salt=salt, workers=workers)
+    if beam_options and runner != "beam":
+        raise click.UsageError("--beam-option needs --runner beam")
+    s = convert(paths, out_dir, image_format=image_format, keep_phi=keep_phi, salt=salt, workers=workers,
+                runner=runner, beam_options=parse_options(beam_options))
     click.echo(f"converted {s['converted']} of {s['files']} file(s) into {out_dir}/metadata.csv"
                + (f" and {out_dir}/images/" if image_format else ""))
     if s["failed"]:

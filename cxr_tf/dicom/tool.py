@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_tf.core import atomic
-from cxr_tf.core.errors import CxrDataError, CxrImageError
+from cxr_tf.core.errors import CxrConfigError, CxrDataError, CxrImageError
 from cxr_tf.core.parallel import mp_context
 from cxr_tf.core.progress import progress
 
@@ -70,8 +70,9 @@ def find_files(paths) -> list[tuple[Path, str]]:
     return out
 
 
-def _convert(job: Job) -> dict:
-    """Convert one file; returns its metadata row, or ``{"error": reason}``."""
+def convert_one(job: Job) -> dict:
+    """Convert one file; returns its metadata row, or ``{"error": reason}`` (every runner, pool or
+    Beam, goes through here)."""
     from cxr_tf.dicom.deid import Pseudonyms, deidentify, profile_name
     from cxr_tf.dicom.display import check_image, header_info, open_dataset, read_dicom
 
@@ -122,10 +123,17 @@ def _save(pixels, path: Path, fmt: str) -> None:
 
 
 def convert(paths, out_dir, *, image_format: str | None = None, keep_phi: bool = False, salt: str | None = None,
-            workers: int | None = None) -> dict:
-    """Convert DICOM files (see the module doc); returns counts and the output paths."""
+            workers: int | None = None, runner: str = "pool", beam_options: dict | None = None) -> dict:
+    """Convert DICOM files (see the module doc); returns counts and the output paths. ``runner``:
+    ``pool`` (``workers`` processes) or ``beam`` (an Apache Beam pipeline with ``beam_options``,
+    :mod:`cxr_tf.dicom.beam`); the same salt gives the same output with either."""
+    from cxr_tf.core.beam import RUNNERS, remove_stale, require
     from cxr_tf.dicom.deid import Pseudonyms
 
+    if runner not in RUNNERS:
+        raise CxrConfigError(f"unknown runner {runner!r}", key="runner", choices=RUNNERS)
+    if runner == "beam":
+        require()
     if image_format not in FORMATS:
         raise ValueError(f"image_format must be one of {FORMATS}, got {image_format!r}")
     files = find_files(paths)
@@ -135,19 +143,12 @@ def convert(paths, out_dir, *, image_format: str | None = None, keep_phi: bool =
     out.mkdir(parents=True, exist_ok=True)
     pseudonyms = Pseudonyms(salt)
     jobs = [Job(str(p), rel, str(out), image_format, keep_phi, pseudonyms._key) for p, rel in files]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    rows = []
-    with progress(total=len(jobs), desc="cxr-tf dicom", unit="file") as bar:
-        if workers == 1:
-            results = map(_convert, jobs)
-            for r in results:
-                rows.append(r)
-                bar.update(1)
-        else:
-            with mp_context().Pool(workers) as pool:
-                for r in pool.imap(_convert, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
-                    rows.append(r)
-                    bar.update(1)
+    remove_stale(out)
+    if runner == "beam":
+        from cxr_tf.dicom.beam import convert_beam
+        rows = convert_beam(jobs, out, convert_one, options=beam_options, workers=workers)
+    else:
+        rows = _run_pool(jobs, workers)
     good = [r for r in rows if "error" not in r]
     failures = [(job, r["error"]) for job, r in zip(jobs, rows) if "error" in r]
     bad = [{"file": job.path, "reason": why} for job, why in failures]
@@ -159,3 +160,20 @@ def convert(paths, out_dir, *, image_format: str | None = None, keep_phi: bool =
                "images": image_format, "failures": [(job.path, why) for job, why in failures]}
     log.info("cxr-tf dicom: %s", summary)
     return summary
+
+
+def _run_pool(jobs: list[Job], workers: int | None) -> list[dict]:
+    """Convert every job in a process pool of ``workers`` (default: all cores); rows in job order."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    rows = []
+    with progress(total=len(jobs), desc="cxr-tf dicom", unit="file") as bar:
+        if workers == 1:
+            for r in map(convert_one, jobs):
+                rows.append(r)
+                bar.update(1)
+        else:
+            with mp_context().Pool(workers) as pool:
+                for r in pool.imap(convert_one, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+                    rows.append(r)
+                    bar.update(1)
+    return rows

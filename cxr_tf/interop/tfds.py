@@ -21,10 +21,19 @@ Features of every example:
 
 Splits are the source's official ones (``train``, ``validation``, ``test``). Images listed but
 absent from ``manual_dir`` are an error naming them: TFDS has no counted skip.
+
+On Apache Beam (``pip install 'cxr-tf[beam]'``): when the build is given Beam options, e.g.
+``tfds build chestxray14 --imports cxr_tf.interop.tfds --manual_dir ...
+--beam_pipeline_options="runner=DirectRunner,direct_num_workers=8,direct_running_mode=multi_processing"``
+(or ``runner=FlinkRunner,flink_master=HOST:8081``), or
+``download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=...))``,
+``_generate_examples`` returns a Beam ``PTransform`` and the images are decoded on the workers. The
+manifest is still read on the driver; the workers must see ``manual_dir`` at the same path.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -81,38 +90,62 @@ class _CxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         present = [s for s in _SPLITS if (data.manifest["split"] == s).any()]
         return {_SPLITS[s]: self._generate_examples(data, s) for s in present}
 
+    def _generate_splits(self, dl_manager, download_config):
+        # Beam only when asked for (DownloadConfig(beam_runner=...) or beam_options=..., as `tfds build
+        # --beam_pipeline_options=...` does) and installed; otherwise the plain generator.
+        self._use_beam = bool(download_config.beam_runner or download_config.beam_options) and _beam_installed()
+        return super()._generate_splits(dl_manager, download_config)
+
     def _generate_examples(self, data, split):
+        """The split's examples: a generator, or with Beam a ``PTransform`` that decodes each image
+        on the workers (``beam.Create(rows) | beam.Map(_example)``)."""
         frame = data.manifest[data.manifest["split"] == split]
         labels = frame[list(data.findings)].to_numpy(np.float32)
-        boxes = data.boxes.groupby("image_id") if len(data.boxes) else None
-        masks = data.masks.groupby("image_id") if len(data.masks) else None
-        annotations = self._card().get("annotations", [])
+        boxes = {i: [(b.x, b.y, b.w, b.h, b.finding) for b in g.itertuples(index=False)]
+                 for i, g in data.boxes.groupby("image_id")} if len(data.boxes) else {}
+        masks = {i: [(m.rle, m.finding) for m in g.itertuples(index=False)]
+                 for i, g in data.masks.groupby("image_id")} if len(data.masks) else {}
         columns = ("path", "image_id", "patient", "study", "view", "age", "sex")
-        for (path, image_id, patient, study, view, age, sex), y in zip(frame[list(columns)].itertuples(
-                index=False, name=None), labels):
-            pixels = decode_file(data.root / path, **data.decode)
-            example = {"image": pixels[..., None], "image_id": image_id, "patient": str(patient),
-                       "study": str(study), "view": "" if view != view else str(view),
-                       "age": np.float32(age), "sex": "" if sex != sex else str(sex), "labels": y}
-            if "boxes" in annotations:
-                example["boxes"] = _boxes(boxes, image_id, data.bbox_frame, pixels.shape)
-            if "masks" in annotations:
-                example["masks"] = [] if masks is None or image_id not in masks.groups else [
-                    {"rle": m.rle, "label": m.finding} for m in masks.get_group(image_id).itertuples(index=False)]
-            yield image_id, example
+        rows = [(*values, y, boxes.get(values[1], []), masks.get(values[1], []))
+                for values, y in zip(frame[list(columns)].itertuples(index=False, name=None), labels)]
+        make = functools.partial(_example, root=str(data.root), decode=dict(data.decode), bbox_frame=data.bbox_frame,
+                                 annotations=tuple(self._card().get("annotations", [])))
+        if getattr(self, "_use_beam", False):
+            beam = tfds.core.lazy_imports.apache_beam
+            return f"images of {split}" >> beam.Create(rows) | f"decode {split}" >> beam.Map(make)
+        return map(make, rows)
 
 
-def _boxes(groups, image_id, frame, shape):
-    """An image's boxes as normalized ``tfds.features.BBox`` (the box list's frame, else pixels)."""
-    if groups is None or image_id not in groups.groups:
-        return []
+def _beam_installed() -> bool:
+    """Whether apache-beam can be imported (the ``beam`` extra)."""
+    import importlib.util
+    return importlib.util.find_spec("apache_beam") is not None
+
+
+def _example(row, *, root: str, decode: dict, bbox_frame, annotations) -> tuple[str, dict]:
+    """One manifest row -> (key, example): the image decoded from disk (on a Beam worker, or here)."""
+    path, image_id, patient, study, view, age, sex, y, boxes, masks = row
+    pixels = decode_file(Path(root) / path, **decode)
+    example = {"image": pixels[..., None], "image_id": image_id, "patient": str(patient),
+               "study": str(study), "view": "" if view != view else str(view),
+               "age": np.float32(age), "sex": "" if sex != sex else str(sex), "labels": y}
+    if "boxes" in annotations:
+        example["boxes"] = _boxes(boxes, bbox_frame, pixels.shape)
+    if "masks" in annotations:
+        example["masks"] = [{"rle": rle, "label": finding} for rle, finding in masks]
+    return image_id, example
+
+
+def _boxes(boxes, frame, shape):
+    """An image's boxes ``(x, y, w, h, finding)`` as normalized ``tfds.features.BBox`` (the box
+    list's frame, else pixels)."""
     h, w = shape
     sx, sy = (frame, frame) if frame else (w, h)
     out = []
-    for b in groups.get_group(image_id).itertuples(index=False):
-        ymin, xmin = np.clip(b.y / sy, 0, 1), np.clip(b.x / sx, 0, 1)
-        ymax, xmax = np.clip((b.y + b.h) / sy, 0, 1), np.clip((b.x + b.w) / sx, 0, 1)
-        out.append({"bbox": tfds.features.BBox(float(ymin), float(xmin), float(ymax), float(xmax)), "label": b.finding})
+    for x, y, bw, bh, finding in boxes:
+        ymin, xmin = np.clip(y / sy, 0, 1), np.clip(x / sx, 0, 1)
+        ymax, xmax = np.clip((y + bh) / sy, 0, 1), np.clip((x + bw) / sx, 0, 1)
+        out.append({"bbox": tfds.features.BBox(float(ymin), float(xmin), float(ymax), float(xmax)), "label": finding})
     return out
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cxr_tf import __version__, sources
 from cxr_tf.core import atomic, cards
+from cxr_tf.core.beam import RUNNERS, remove_stale, require as require_beam
 from cxr_tf.sources import manifest as mf
 from cxr_tf.core.errors import CxrConfigError, MissingImagesError
 from cxr_tf.imaging import ASPECTS
@@ -32,15 +33,22 @@ EXAMPLES = 20
 def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: int = 256,
             aspect: str = "pad", workers: int | None = None, allow_missing: bool = False,
             encoding: str = "png", images_per_shard: int = 512, seed: int | None = None,
-            options: dict | None = None, training_workers: int = 1) -> dict:
+            options: dict | None = None, training_workers: int = 1, runner: str = "pool",
+            beam_options: dict | None = None) -> dict:
     """Prepare a dataset directory into a records directory and return its summary.
 
     Images listed but absent on disk, and images that cannot be decoded, raise an error naming
     them, unless ``allow_missing``: then they are skipped, counted and listed in ``skipped.csv``.
     ``options`` go to the source's ``load`` (see its ``OPTIONS``). Each split gets at least 8
     shards per ``training_workers`` (the workers of multi-worker training that will read it), and
-    at most ``images_per_shard`` images per shard.
+    at most ``images_per_shard`` images per shard. ``runner``: ``pool`` (a process pool of
+    ``workers``) or ``beam`` (an Apache Beam pipeline, :mod:`cxr_tf.records.beam`, with
+    ``beam_options``); both write the same shards from the same plan and finish the same way.
     """
+    if runner not in RUNNERS:
+        raise CxrConfigError(f"unknown runner {runner!r}", key="runner", choices=RUNNERS)
+    if runner == "beam":
+        require_beam()
     for key, value, allowed in (("aspect", aspect, ASPECTS), ("encoding", encoding, ENCODINGS)):
         if value not in allowed:
             raise CxrConfigError(f"unknown {key} {value!r}", key=key, choices=allowed)
@@ -56,20 +64,36 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
     _remove_stale_tables(out, set(src.tables))
     (out / SUMMARY).unlink(missing_ok=True)          # untrusted until rewritten at the very end
     atomic.remove_partials(out)
+    remove_stale(out)
 
     frame = src.manifest
     present = frame[~frame["image_id"].isin(set(src.missing))]
     jobs = _jobs(src, present, out, size=size, aspect=aspect, encoding=encoding, decode=dict(src.decode),
                  images_per_shard=images_per_shard, training_workers=training_workers, skip_bad=allow_missing,
                  seed=0 if seed is None else seed)
-    results = write_shards(jobs, workers, desc=f"prepare {dataset}")
+    if runner == "beam":
+        from cxr_tf.records.beam import write_shards_beam
+        results = write_shards_beam(jobs, out, options=beam_options, workers=workers, desc=f"prepare {dataset}")
+    else:
+        results = write_shards(jobs, workers, desc=f"prepare {dataset}")
+    config = dict(dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
+                  images_per_shard=images_per_shard, training_workers=training_workers, allow_missing=allow_missing,
+                  options=options, runner=runner)
+    return finalize(src, present, jobs, results, out, config)
+
+
+def finalize(src, present: pd.DataFrame, jobs: list, results: list, out: Path, config: dict) -> dict:
+    """After the shards of ``jobs`` are written (by any runner), with ``results`` one per image:
+    remove stale shards, write manifest.csv, skipped.csv, boxes.csv, masks.csv, the side tables
+    and, last, summary.json (which makes the directory trusted). Returns the summary."""
+    frame = src.manifest
     written = {p.name for p in (Path(j.path) for j in jobs)}
     for stale in out.glob(SHARD_GLOB):
         if stale.name not in written:
             stale.unlink()
 
     res = pd.DataFrame([r.__dict__ for r in results]).set_index("image_id")
-    shard_of = {it.image_id: (Path(j.path).name, k) for j in jobs for k, it in enumerate(j.images)}
+    shard_of = _positions(jobs, set(res.index[res["ok"]]))
     ok = res.index[res["ok"]]
     kept = present.set_index("image_id", drop=False).loc[ok]
     kept = kept.assign(
@@ -104,14 +128,24 @@ def prepare(dataset: str, data_dir, out_dir, *, split: str = "official", size: i
         if "study" in table:
             table = table[table["study"].isin(set(kept["study"].astype(str)))]
         atomic.write_csv(out / f"{name}.csv", table)
-    summary = _summary(src, frame, kept, skipped, bad, boxes, masks, jobs, out, dict(
-        dataset=dataset, split=split, seed=seed, size=size, aspect=aspect, encoding=encoding,
-        images_per_shard=images_per_shard, training_workers=training_workers, allow_missing=allow_missing,
-        options=options))
+    summary = _summary(src, frame, kept, skipped, bad, boxes, masks, jobs, out, config)
     summary = finalize_summary(out, summary)       # shard sizes and checksums; the directory is now trusted
     log.info("prepared %d images into %s (%d missing, %d unreadable skipped)", len(kept), out,
              len(src.missing), len(bad))
     return summary
+
+
+def _positions(jobs: list, ok: set) -> dict:
+    """Image id -> (shard file, index of its record in the shard) of every written image: a
+    skipped image has no record, so the images after it in its shard move up by one."""
+    out = {}
+    for j in jobs:
+        k = 0
+        for it in j.images:
+            if it.image_id in ok:
+                out[it.image_id] = (Path(j.path).name, k)
+                k += 1
+    return out
 
 
 def _remove_stale_tables(out: Path, keep: set) -> None:

@@ -133,6 +133,15 @@ def _example(job: ShardJob, item: ImageJob) -> tuple[bytes, ImageResult]:
     return record, ImageResult(item.image_id, True, "", w, h, (aff.sx, aff.sy, aff.tx, aff.ty))
 
 
+def encode_image(job: ShardJob, item: ImageJob) -> tuple[bytes | None, ImageResult]:
+    """One image of a shard: its serialized example and result, or ``None`` and the failed result
+    naming the file and the problem (every runner, pool or Beam, goes through here)."""
+    try:
+        return _example(job, item)
+    except CxrImageError as exc:
+        return None, ImageResult(item.image_id, False, f"{exc.path}: {exc.problem}")
+
+
 _TICKS = None
 
 
@@ -148,14 +157,12 @@ def write_shard(job: ShardJob) -> list[ImageResult]:
     is then not written; either way it is reported in the results, never dropped silently."""
     results, records = [], []
     for item in job.images:
-        try:
-            rec, res = _example(job, item)
+        rec, res = encode_image(job, item)
+        if rec is not None:
             records.append(rec)
-        except CxrImageError as exc:
-            res = ImageResult(item.image_id, False, f"{exc.path}: {exc.problem}")
-            if not job.skip_bad:
-                results.append(res)
-                return results
+        elif not job.skip_bad:
+            results.append(res)
+            return results
         results.append(res)
         if _TICKS is not None:
             _TICKS.put(1)
@@ -178,7 +185,7 @@ def write_shards(jobs: list[ShardJob], workers: int | None = None, desc: str = "
                 res = write_shard(job)
                 results += res
                 bar.update(len(res))
-                _raise_first_failure(res, job)
+                raise_first_failure(res, job)
             return results
         ctx = mp_context()
         ticks = ctx.Manager().Queue() if ctx.get_start_method() == "spawn" else ctx.Queue()
@@ -193,7 +200,7 @@ def write_shards(jobs: list[ShardJob], workers: int | None = None, desc: str = "
                         job = pending.pop(fut)
                         res = fut.result()
                         results += res
-                        _raise_first_failure(res, job)
+                        raise_first_failure(res, job)
             except BaseException:
                 for fut in pending:
                     fut.cancel()
@@ -214,7 +221,8 @@ def _drain(ticks, bar) -> None:
         bar.update(n)
 
 
-def _raise_first_failure(results: list[ImageResult], job: ShardJob) -> None:
+def raise_first_failure(results: list[ImageResult], job: ShardJob) -> None:
+    """Without ``skip_bad``, raise :class:`CxrImageError` for the first failed image of ``job``."""
     if not job.skip_bad:
         for r in results:
             if not r.ok:
