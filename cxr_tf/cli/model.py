@@ -36,7 +36,8 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--loss", default=None, type=presets_of("losses"), help="Loss [default: bce].")
 @click.option("--uncertain", default=None, metavar="POLICY|FINDING=POLICY,...",
               help="Uncertainty policy: ignore, zeros, ones, selftrained, multiclass, ones_lsr, zeros_lsr; or one "
-                   "per finding, e.g. Atelectasis=ones,Edema=ones,default=ignore (quote names with spaces) [default: ignore].")
+                   "per finding, e.g. Atelectasis=ones,Edema=ones,default=ignore (quote names with spaces) "
+                   "[default: ignore].")
 @click.option("--blank", default=None, type=of("cxr_tf.vocab.findings", "BLANK_POLICIES"),
               help="What blank (unmentioned) labels become [default: zeros].")
 @click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
