@@ -104,6 +104,32 @@ def _index(title: str, intro: str, links: list[tuple[str, str]]) -> str:
     return "\n".join([f"# {title}", "", intro, "", *[f"- [{t}]({p})" for t, p in links], ""])
 
 
+def on_config(config):
+    """List every generated card and recipe page in the navigation, under its index page."""
+    pages = {"reference/datasets/index.md": [(p.parent.name, f"reference/datasets/{p.parent.name}.md")
+                                             for p in sorted((REPO / "datasets").glob("*/card.toml"))],
+             "reference/recipes/index.md": [(p.stem, f"reference/recipes/{p.stem}.md")
+                                            for p in sorted((REPO / "reproductions").glob("*.toml"))]}
+
+    def expand(items):
+        out = []
+        for item in items:
+            if isinstance(item, dict):
+                (title, value), = item.items()
+                if isinstance(value, list):
+                    out.append({title: expand(value)})
+                elif value in pages:
+                    out.append({title: [{"Overview": value}, *({n: uri} for n, uri in pages[value])]})
+                else:
+                    out.append(item)
+            else:
+                out.append(item)
+        return out
+
+    config["nav"] = expand(config["nav"])
+    return config
+
+
 def on_files(files, config):
     """Add the generated pages (they exist only in the built site)."""
     cards = sorted((REPO / "datasets").glob("*/card.toml"))
