@@ -41,7 +41,7 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--blank", default=None, type=of("cxr_tf.vocab.findings", "BLANK_POLICIES"),
               help="What blank (unmentioned) labels become [default: zeros].")
 @click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
-@click.option("--batch-size", default=None, type=int, help="Global batch size [default: 16].")
+@click.option("--batch-size", default=None, type=int, help="Images per step, over all replicas [default: 16].")
 @click.option("--lr", default=None, type=float, help="Adam learning rate, ÷10 on plateau [default: 1e-3].")
 @click.option("--image-size", default=None, type=int, help="Model input side in pixels [default: the preset's].")
 @click.option("--bn-momentum", default=None, type=float,
@@ -228,7 +228,7 @@ def export_command(model_or_run, fmt, out, atol, images):
 @click.argument("source", type=of("cxr_tf.interop.weights", "SOURCES"))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The .keras model to write.")
-@click.option("--image-size", default=224, show_default=True, help="Input size of the Keras model.")
+@click.option("--image-size", default=224, show_default=True, help="Input side of the Keras model in pixels.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow a checkpoint that pickles code (unpickling runs it): only for a file you trust.")
 @click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),
