@@ -1,8 +1,8 @@
 """Data flows one way, and the package tree is the map.
 
 ``STAGES`` is the one ordered list of the packages of ``cxr_tf`` (earlier stages first); the tree
-must hold exactly these packages, so a new one has to be placed here, and the README's map must
-name them in this order. A module may import its own
+must hold exactly these packages, so a new one has to be placed here, and the package map
+(docs/reference/architecture.md) must name them in this order. A module may import its own
 stage and earlier ones only (imports inside functions included), and the imports within a stage
 form no circle. The dataset folders (``datasets/<name>/``, shipped as ``cxr_tf.datasets``) are a
 stage of their own.
@@ -91,11 +91,12 @@ def test_the_tree_is_the_stage_list():
     assert len(single) <= 3, single                         # a handful of modules at the top, at most
 
 
-def test_the_readme_map_is_the_stage_list():
-    """The README's map (stage, package, what it does) names the same packages in the same order."""
+def test_the_package_map_is_the_stage_list():
+    """The package map (docs/reference/architecture.md: stage, package, what it does) names the same
+    packages in the same order."""
     import re
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    table = text.split("## The map", 1)[1].split("\n### ", 1)[0]
+    text = (REPO / "docs" / "reference" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("## The map", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[2] for line in table.splitlines() if line.startswith("| ") and "`" in line]
     named = [re.findall(r"cxr_tf\.(\w+)", row)[0] for row in rows]
     assert named == STAGES

@@ -99,7 +99,7 @@ def _options(pairs, extra=()) -> dict:
               help="Skip images that are absent or unreadable; they are counted and reported.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A source option (see `cxr-tf datasets`), e.g. val_fraction=0.2; also written as a flag: "
-                   "--val-fraction 0.2, --labels negbio, --recipe mimic-jpg.")
+                   "--val-fraction 0.2, --labels negbio, --recipe mimic-jpg. Repeatable.")
 @click.pass_context
 def prepare(ctx, dataset, data_dir, out_dir, split, size, aspect, encoding, workers, runner, beam_options,
             images_per_shard, training_workers, seed, allow_missing, options):
@@ -229,7 +229,7 @@ def list_datasets(show_options):
 @click.option("--out", "out_dir", default="stats", show_default=True, type=click.Path(file_okay=False),
               help="Folder for stats.md, the tables and the figures.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="A source option, as for prepare (e.g. views=all); repeatable.")
+              help="A source option, as for prepare (e.g. views=all). Repeatable.")
 def stats_command(dataset, data_dir, manifest_csv, out_dir, options):
     """Descriptive statistics (stats.md, CSV tables, PNG figures) of a dataset's label file or a
     manifest. The images need not be there: absent ones are counted.

@@ -18,7 +18,7 @@ def _plan_options(f):
         click.option("--local-epochs", default=1, show_default=True, help="Epochs each site trains per round."),
         click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
                      help="Shared training settings (TOML, TrainConfig keys; e.g. a tune best.toml)."),
-        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any TrainConfig field."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any TrainConfig field. Repeatable."),
     ]):
         f = opt(f)
     return f
@@ -38,7 +38,7 @@ def _mu(strategy: str, mu):
 @click.option("--site-split", default=None, type=click.Path(exists=True, dir_okay=False),
               help="CSV of site and patient (or image_id): the sites, instead of --sites/--skew.")
 @click.option("--site-records", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="One site per records directory (e.g. NIH and CheXpert), on the findings they share.")
+              help="One site per records directory (e.g. NIH and CheXpert), on the findings they share. Repeatable.")
 @click.option("--skew", default="none", show_default=True, type=of("cxr_tf.records.partition", "SKEWS"),
               help="Non-IID split: each patient's primary finding (label) or view dealt by Dirichlet(alpha).")
 @click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration of the skew (small: strong).")

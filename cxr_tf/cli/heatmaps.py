@@ -22,7 +22,7 @@ def _methods(exclude=()):
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--method", default=DEFAULT_METHOD, show_default=True, type=LazyChoice(_methods()),
               help="The heatmap method (cxr_tf.explain.METHODS; `cxr-tf explain --help` lists them).")
-@click.option("--finding", default=None, help="Explain this finding (default: the --top most probable).")
+@click.option("--finding", default=None, help="Explain this finding [default: the --top most probable].")
 @click.option("--top", default=1, show_default=True, help="How many of the most probable findings to explain.")
 @click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False),
               help="Folder for one overlay PNG and one heatmap .npy per image and finding.")

@@ -26,7 +26,8 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="A TOML file of settings (TrainConfig field names; a [train] table is read if present).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Any TrainConfig field, e.g. --set crop_scale=[0.8,1.0] --set dropout=0.2 (wins over the rest).")
+              help="Any TrainConfig field, e.g. --set 'crop_scale=[0.8,1.0]' --set dropout=0.2 (wins over the rest). "
+                   "Repeatable.")
 @click.option("--preset", default=None, type=presets_of("presets"), help="Model preset [default: chexnet].")
 @click.option("--backbone", "--model", "backbone", default=None, type=presets_of("backbones"),
               help="Backbone [default: the preset's].")
@@ -35,13 +36,14 @@ def _cam_callbacks(cfg, run_dir) -> list:
 @click.option("--loss", default=None, type=presets_of("losses"), help="Loss [default: bce].")
 @click.option("--uncertain", default=None, metavar="POLICY|FINDING=POLICY,...",
               help="Uncertainty policy: ignore, zeros, ones, selftrained, multiclass, ones_lsr, zeros_lsr; or one "
-                   "per finding, e.g. 'Atelectasis=ones,Cardiomegaly=multiclass,default=ignore' [default: ignore].")
+                   "per finding, e.g. Atelectasis=ones,Edema=ones,default=ignore (quote names with spaces) "
+                   "[default: ignore].")
 @click.option("--blank", default=None, type=of("cxr_tf.vocab.findings", "BLANK_POLICIES"),
               help="What blank (unmentioned) labels become [default: zeros].")
 @click.option("--epochs", default=None, type=int, help="Epochs [default: 10].")
-@click.option("--batch-size", default=None, type=int, help="Global batch size [default: 16].")
+@click.option("--batch-size", default=None, type=int, help="Images per step, over all replicas [default: 16].")
 @click.option("--lr", default=None, type=float, help="Adam learning rate, ÷10 on plateau [default: 1e-3].")
-@click.option("--image-size", default=None, type=int, help="Model input side [default: the preset's].")
+@click.option("--image-size", default=None, type=int, help="Model input side in pixels [default: the preset's].")
 @click.option("--bn-momentum", default=None, type=float,
               help="BatchNorm momentum [default: 0.9 = PyTorch's 0.1, which CheXNet trained with].")
 @click.option("--mixed-precision", is_flag=True, default=None, help="float16 on GPU, bfloat16 on CPU.")
@@ -160,7 +162,7 @@ def predict(model, images, out_csv, batch_size, skip_bad):
 @click.option("--demo", is_flag=True, help="Run the chain on freshly synthesized phantoms (minutes on a CPU).")
 @click.option("--weights", default=None, help="Override the recipe's weights (imagenet, a file, none).")
 @click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig field.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig field. Repeatable.")
 @click.option("--allow-missing", is_flag=True, help="Prepare a partial download (missing images counted).")
 @click.option("--policy", default=None,
               help="Recipes with uncertainty policies (chexpert): one policy, 'all' (the paper's five, compared on "
@@ -230,7 +232,7 @@ def export_command(model_or_run, fmt, out, atol, images):
 @click.argument("source", type=of("cxr_tf.interop.weights", "SOURCES"))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The .keras model to write.")
-@click.option("--image-size", default=224, show_default=True, help="Input size of the Keras model.")
+@click.option("--image-size", default=224, show_default=True, help="Input side of the Keras model in pixels.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow a checkpoint that pickles code (unpickling runs it): only for a file you trust.")
 @click.option("--records", default=None, type=click.Path(exists=True, file_okay=False),

@@ -21,7 +21,7 @@ from cxr_tf.cli.common import of, train_settings
               help="Search-space TOML file [default: cxr_tf/search/space.toml].")
 @click.option("--epochs", default=None, type=int, help="Epochs per trial [default: the space's [fixed]].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="A TrainConfig field shared by every trial (over the space's [fixed]).")
+              help="A TrainConfig field shared by every trial (over the space's [fixed]). Repeatable.")
 @click.option("--demo", is_flag=True, help="Search a few tiny trials on a freshly synthesized NIH phantom.")
 def tune(records, out, search, trials, space, epochs, sets, demo):
     """Search training hyperparameters with keras-tuner, by mean validation AUROC; writes

@@ -146,3 +146,18 @@ def test_every_command_shows_an_example_and_every_option_has_help():
         missing += [f"{' '.join(path)} {p.opts[0]}: no help" for p in cmd.params
                     if isinstance(p, click.Option) and not p.help]
     assert not missing, "\n".join(missing)
+
+
+def test_repeatable_options_say_so_and_defaults_are_written_one_way():
+    import click
+    problems = []
+    for path, cmd in _leaves(main):
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.hidden:
+                continue
+            name = f"{' '.join(path)} {p.opts[-1]}"
+            if p.multiple and "repeatable" not in (p.help or "").lower():
+                problems.append(f"{name}: repeatable, and its help does not say so")
+            if "(default" in (p.help or ""):
+                problems.append(f"{name}: write the default as [default: ...]")
+    assert not problems, "\n".join(problems)

@@ -89,3 +89,22 @@ def test_mimic_zip_and_tree_then_prepare(mimic_dirs, tmp_path):
     assert data.manifest["label_source"].str.startswith("zip.csv (cxr-tf rule labeler").all()
     assert set(data.manifest["label_method"]) == {"nlp"}
     shutil.rmtree(tree)
+
+
+def test_uncertain_as_and_its_deprecated_spelling(tmp_path, caplog):
+    """``label --uncertain-as`` maps uncertain mentions in the output; the old ``--uncertain`` still
+    works, hidden from --help, and logs that it is deprecated."""
+    import logging
+
+    reports = tmp_path / "r.csv"
+    reports.write_text('"FINDINGS: Possible pneumonia. No effusion."\n')
+    new = _invoke([reports, "--out", tmp_path / "new.csv", "--vocabulary", "chestxray14", "--uncertain-as", "positive"])
+    assert "deprecated" not in new.output
+    with caplog.at_level(logging.WARNING, logger="cxr_tf.cli.label"):
+        _invoke([reports, "--out", tmp_path / "old.csv", "--vocabulary", "chestxray14", "--uncertain", "positive"])
+    assert any("deprecated" in r.getMessage() and "--uncertain-as" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
+    assert pd.read_csv(tmp_path / "new.csv")["Pneumonia"].tolist() == [1.0]
+    _invoke([reports, "--out", tmp_path / "neg.csv", "--vocabulary", "chestxray14"])
+    assert pd.read_csv(tmp_path / "neg.csv")["Pneumonia"].tolist() == [0.0]
+    assert "--uncertain " not in CliRunner().invoke(main, ["label", "--help"]).output
