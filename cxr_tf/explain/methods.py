@@ -123,14 +123,16 @@ def lime_maps(model, images, targets, layer=None, samples: int = 200, seed: int 
     return _normalize(out)
 
 
-def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None = None, **opts) -> np.ndarray:
+def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None = None, *,
+             warn_empty: bool = True, **opts) -> np.ndarray:
     """Heatmaps for a batch: ``images`` as the model takes them (grayscale pixels on 0..255,
     [B, H, W, 1]), ``targets`` one output index per image. Returns float32 [B, H, W] in [0, 1].
 
     A map that comes out non-finite raises :class:`CxrError` naming the image and the finding
     (the model's output is NaN there); a map that comes out all zero (the target's gradient or
     weighted activations vanish) is returned as zeros and logged with the reason, never
-    normalised into noise. :func:`empty_maps` tells which maps of a batch are empty."""
+    normalised into noise (``warn_empty=False`` logs it at debug level: TensorBoard's per-epoch
+    images of a model still learning). :func:`empty_maps` tells which maps of a batch are empty."""
     images = np.asarray(images, np.float32)
     targets = np.asarray(targets, np.int64).reshape(-1)
     if len(targets) != len(images):
@@ -138,7 +140,7 @@ def heatmaps(model, images, targets, method: str = "gradcam", layer: str | None 
     if method not in METHODS:
         raise CxrConfigError(f"unknown method {method!r}", key="method", choices=METHODS)
     maps = METHODS[method](model, images, targets, layer, **opts)
-    return _checked(model, np.asarray(maps, np.float32), targets, method)
+    return _checked(model, np.asarray(maps, np.float32), targets, method, warn_empty)
 
 
 def empty_maps(maps: np.ndarray) -> np.ndarray:
@@ -146,7 +148,7 @@ def empty_maps(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps).reshape(len(maps), -1).max(axis=1, initial=0.0) <= 0.0
 
 
-def _checked(model, maps: np.ndarray, targets, method: str) -> np.ndarray:
+def _checked(model, maps: np.ndarray, targets, method: str, warn_empty: bool = True) -> np.ndarray:
     from cxr_tf.models import findings_of
     try:
         names = findings_of(model)
@@ -159,7 +161,8 @@ def _checked(model, maps: np.ndarray, targets, method: str) -> np.ndarray:
                        "finite (NaN or inf): the model's output for this image is not finite; check the "
                        "image (cxr-tf predict) and the model's weights")
     for i in np.flatnonzero(empty_maps(maps)):
-        log.warning("%s heatmap for image %d of the batch, finding %r, is empty (all zero): nothing in the "
-                    "image raises this finding's score at the explained layer (its gradient is zero or "
-                    "negative everywhere); the overlay shows no heat, not noise", method, i, names[targets[i]])
+        log.log(logging.WARNING if warn_empty else logging.DEBUG,
+                "%s heatmap for image %d of the batch, finding %r, is empty (all zero): nothing in the "
+                "image raises this finding's score at the explained layer (its gradient is zero or "
+                "negative everywhere); the overlay shows no heat, not noise", method, i, names[targets[i]])
     return maps

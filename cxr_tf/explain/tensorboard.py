@@ -37,7 +37,7 @@ class CamImages(keras.callbacks.Callback):
 
         probs = self._explained.predict(self.images, verbose=0)
         targets = probs.argmax(axis=1)
-        maps = heatmaps(self._explained, self.images, targets, self.method)
+        maps = heatmaps(self._explained, self.images, targets, self.method, warn_empty=False)
         jet = matplotlib.colormaps["jet"]
         gray = np.repeat(self.images / 255.0, 3, axis=-1)
         overlays = 0.55 * gray + 0.45 * jet(maps)[..., :3]
