@@ -9,7 +9,7 @@ smoke). Results are also written to ``benchmarks/out/scale.json``.
   can only add cost (the same cores, plus gRPC and copies): the ratio measures that overhead, which
   a trainer pays for the cores the service adds elsewhere.
 * ``prepare``: the process pool with 1 and 2 workers against the Beam DirectRunner: the section
-  marked below, filled from ``benchmarks/scale_beam.py``.
+  from ``benchmarks/scale_beam.py``.
 """
 
 from __future__ import annotations
@@ -57,17 +57,20 @@ def bench_data_service(records: Path, image_size: int, batch: int, rounds: int, 
 
 
 # ---- prepare: the pool with 1 and 2 workers vs the Beam DirectRunner ------------------------------------
-# The other half of issue 22 (benchmarks/scale_beam.py) plugs in here: a function taking the phantom
-# data directory and a scratch folder and returning {name: images/s}; main() prints it beside the above.
-def bench_prepare_runners(data_dir: Path, work: Path) -> dict | None:
-    """Pool (1 and 2 workers) vs Beam DirectRunner images/s for ``prepare``, when
-    ``benchmarks/scale_beam.py`` provides ``bench_prepare_runners``; None otherwise."""
+def bench_prepare_runners(work: Path, quick: bool = False) -> dict | None:
+    """Pool (1 and 2 workers) vs Beam DirectRunner images/s for ``prepare``
+    (``benchmarks/scale_beam.py``, on its own 1024-px phantom tree); None without apache-beam."""
     try:
-        import scale_beam  # noqa: F401  (benchmarks/ is on sys.path when this file runs as a script)
+        import apache_beam  # noqa: F401
     except ImportError:
         return None
-    run = getattr(scale_beam, "bench_prepare_runners", None)
-    return run(data_dir, work) if run else None
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import scale_beam
+    res = scale_beam.prepare_runners(n=60 if quick else 300, rounds=1 if quick else 2, root=work)
+    for line in scale_beam.report(res):
+        print(line)
+    return res
 
 
 def main(argv=None) -> dict:
@@ -96,12 +99,11 @@ def main(argv=None) -> dict:
                               "bytes_per_image": sum(s["bytes"] for s in summary["shards"].values())
                               / summary["counts"]["written_images"]}
         _print("records", results["records"])
-        beam = bench_prepare_runners(work / "nih", work)
+        beam = bench_prepare_runners(work, args.quick)
         if beam is not None:
             results["prepare_runners"] = beam
-            _print("prepare: pool vs Beam DirectRunner (images/s)", beam)
         else:
-            print("prepare: pool vs Beam DirectRunner: benchmarks/scale_beam.py not present")
+            print("prepare: pool vs Beam DirectRunner: skipped (install the beam extra)")
         results["data_service"] = bench_data_service(work / "rec", args.store, args.batch, args.rounds)
         _print("training pipeline: in process vs tf.data service, 2 local workers (images/s)",
                results["data_service"])
