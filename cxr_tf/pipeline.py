@@ -34,8 +34,7 @@ import numpy as np
 from cxr_tf.core.parallel import workers_in_tf_config
 from cxr_tf.vocab.findings import IGNORE, LSR_RANGES, check_policies, policies, train_targets
 from cxr_tf.records.integrity import corrupt_shard_error
-from cxr_tf.records.reader import RecordsDir
-from cxr_tf.records.writer import MIN_SHARDS_PER_WORKER
+from cxr_tf.records.reader import MIN_SHARDS_PER_WORKER, RecordsDir
 
 log = logging.getLogger(__name__)
 SERVICE_CHUNK = 32     # images per message from a tf.data service worker

@@ -17,6 +17,10 @@ import pandas as pd
 
 from cxr_tf.core.errors import CxrDataError
 
+# Shards per split per training worker that prepare writes and train needs to shard by file
+# (MultiWorkerMirroredStrategy); here, not in the writer, so the pipeline reads it without PIL.
+MIN_SHARDS_PER_WORKER = 8
+
 SUMMARY = "summary.json"
 MANIFEST = "manifest.csv"
 BOXES = "boxes.csv"

@@ -35,6 +35,7 @@ from PIL import Image
 
 from cxr_tf.core import atomic
 from cxr_tf.records import tfrecord
+from cxr_tf.records.reader import MIN_SHARDS_PER_WORKER
 from cxr_tf.core.errors import CxrConfigError, CxrImageError
 from cxr_tf.imaging import decode_file, fit, frame_to_pixels
 from cxr_tf.core.progress import progress
@@ -45,7 +46,6 @@ ENCODINGS = ("png", "jpeg")
 SHARD_GLOB = "*-?????-of-?????.tfrecord"
 # MultiWorkerMirroredStrategy shards a dataset by file: with at least this many shards per training
 # worker, each worker gets a near-equal share (one shard more at most); prepare's --training-workers.
-MIN_SHARDS_PER_WORKER = 8
 
 
 def shard_name(split: str, index: int, count: int) -> str:
