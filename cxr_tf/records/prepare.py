@@ -104,7 +104,7 @@ def finalize(src, present: pd.DataFrame, jobs: list, results: list, out: Path, c
     kept = kept.sort_values(["split", "shard", "shard_index"], key=_split_key).reset_index(drop=True)
     mf.validate(kept, src.findings, where=out / "manifest.csv")
 
-    bad = res[~res["ok"]]
+    bad = res[~res["ok"]].sort_index()       # in image order whichever runner finished them first
     skipped = pd.concat([
         pd.DataFrame({"image_id": src.missing, "reason": "file not found"}),
         pd.DataFrame({"image_id": bad.index, "reason": bad["reason"].to_numpy()}),
