@@ -83,7 +83,17 @@ def test_layered_methods_are_finer_than_the_cam_grid(known, method):
 def test_stage_layers_come_from_the_preset(known):
     assert stage_layers(known) == ["tiny_relu1", "tiny_relu2", "tiny_relu"]
     chexnet = build_model("chexnet", weights=None, image_size=32)
-    assert stage_layers(chexnet) == ["pool3_relu", "pool4_relu", "relu"]
+    assert stage_layers(chexnet) == ["pool2_relu", "pool3_relu", "pool4_relu", "relu"]
+    assert [int(chexnet.get_layer(n).output.shape[1]) for n in stage_layers(chexnet)] == [8, 4, 2, 1]  # strides 4..32
+
+
+def test_a_backbone_with_fewer_stages_uses_the_ones_it_has(known):
+    """The tiny CNN names three stages; the four-stage default reads those three, each once."""
+    from cxr_tf.explain.layered import layered_heatmaps
+    x = _image()
+    four = layered_heatmaps(known, x, [0], kind="layercam", stages=(-4, -3, -2, -1), how="mean")
+    three = layered_heatmaps(known, x, [0], kind="layercam", stages=(-3, -2, -1), how="mean")
+    np.testing.assert_allclose(four, three, atol=1e-6)
 
 
 def test_stage_maps_and_fusion_by_hand():
