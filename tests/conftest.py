@@ -53,6 +53,36 @@ def phantom_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def damaged_phantom(phantom_dir, tmp_path) -> tuple[Path, Path, Path]:
+    """(tree, truncated, empty): a copy of the phantom tree with one truncated PNG (images_003)
+    and one empty file (images_004), what a copy interrupted mid-transfer leaves."""
+    import shutil
+    data = tmp_path / "nih"
+    shutil.copytree(phantom_dir, data)
+    truncated = sorted(data.glob("images_003/images/*.png"))[0]
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    empty = sorted(data.glob("images_004/images/*.png"))[0]
+    empty.write_bytes(b"")
+    return data, truncated, empty
+
+
+@pytest.fixture
+def free_ports():
+    """A function: ``free_ports(n)`` gives n distinct TCP ports free on 127.0.0.1 right now."""
+    import socket
+
+    def ports(n: int) -> list[int]:
+        socks = [socket.socket() for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        found = [s.getsockname()[1] for s in socks]
+        for s in socks:
+            s.close()
+        return found
+    return ports
+
+
 def _prepared(tmp_path_factory, folder: str, dataset: str, data_dir, **kw) -> Path:
     """A phantom dataset prepared into TFRecords at 48 px in a fresh temporary folder."""
     from cxr_tf.records.prepare import prepare

@@ -5,7 +5,6 @@ process is left over."""
 
 import collections
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,6 @@ import tensorflow as tf
 from cxr_tf.pipeline import make_dataset
 
 CLI = "from cxr_tf.cli import main; main()"
-
-
-def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _start(*args):
@@ -54,8 +43,8 @@ def _ids(ds):
 
 
 @pytest.mark.slow
-def test_one_dispatcher_two_workers_each_image_once_per_epoch(records_dir, tiny_config, tmp_path):
-    d_port, *w_ports = _ports(3)
+def test_one_dispatcher_two_workers_each_image_once_per_epoch(records_dir, tiny_config, tmp_path, free_ports):
+    d_port, *w_ports = free_ports(3)
     procs = []
     try:
         procs.append(_start("dispatcher", "--port", d_port))

@@ -65,13 +65,8 @@ def test_beam_matches_the_pool(beam_records, records_dir):
     assert not list(beam_records.glob(".beam-tmp-*")) and not list(beam_records.glob("*partial*"))
 
 
-def test_bad_images_error_or_counted_skip_like_the_pool(phantom_dir, tmp_path):
-    data = tmp_path / "nih"
-    shutil.copytree(phantom_dir, data)
-    victim = sorted(data.glob("images_003/images/*.png"))[0]
-    victim.write_bytes(victim.read_bytes()[:200])         # truncated
-    empty = sorted(data.glob("images_004/images/*.png"))[0]
-    empty.write_bytes(b"")
+def test_bad_images_error_or_counted_skip_like_the_pool(damaged_phantom, tmp_path):
+    data, victim, empty = damaged_phantom
     with pytest.raises(CxrImageError) as err:
         prepare("chestxray14", data, tmp_path / "beam", runner="beam", **ARGS)
     assert victim.name in str(err.value) or empty.name in str(err.value)

@@ -86,14 +86,8 @@ def test_missing_images_error_or_counted_skip(phantom_dir, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_corrupt_image_error_or_named_skip(phantom_dir, tmp_path, workers):
-    import shutil
-    data = tmp_path / "nih"
-    shutil.copytree(phantom_dir, data)
-    victim = sorted(data.glob("images_003/images/*.png"))[0]
-    victim.write_bytes(victim.read_bytes()[:200])         # truncated
-    empty = sorted(data.glob("images_004/images/*.png"))[0]
-    empty.write_bytes(b"")
+def test_corrupt_image_error_or_named_skip(damaged_phantom, tmp_path, workers):
+    data, victim, empty = damaged_phantom
     with pytest.raises(CxrImageError) as err:
         prepare("chestxray14", data, tmp_path / "rec", size=32, workers=workers)
     assert victim.name in str(err.value) or empty.name in str(err.value)

@@ -4,7 +4,6 @@ epoch, and matches single-process runs on the same global batch."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -24,16 +23,6 @@ keras.config.disable_traceback_filtering()
 from cxr_tf.cli import main
 main(sys.argv[2:], standalone_mode=True)
 """
-
-
-def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _args(records, out, strategy):
@@ -67,8 +56,8 @@ def _rel_norm(a, b):
 
 
 @pytest.mark.slow
-def test_two_worker_processes_match_one_process(records_dir, tmp_path):
-    ports = _ports(2)
+def test_two_worker_processes_match_one_process(records_dir, tmp_path, free_ports):
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workers = []
     for i in range(2):
