@@ -18,8 +18,8 @@ from cxr_tf.core import atomic
 from cxr_tf.models import presets
 from cxr_tf.core.errors import CxrConfigError, CxrDataError, CxrError
 from cxr_tf.vocab.findings import vocabulary
-from cxr_tf.models.layers import (FindingsDense, FindingsLogits, GrayToRGB, LSEPooling, MulticlassProbability,
-                                  Normalize, Pixels)
+from cxr_tf.models.layers import (FindingsDense, FindingsLogits, FusedBatchNormalization, GrayToRGB, LSEPooling,
+                                  MulticlassProbability, Normalize, Pixels)
 
 log = logging.getLogger(__name__)
 WEIGHTS_HELP = "a local Keras '{file}' (no-top ImageNet weights) or none (train from scratch)"
@@ -119,7 +119,20 @@ def build_model(preset_name: str | None = None, *, backbone: str | None = None, 
         outputs = MulticlassProbability(findings, multiclass, name="predictions", dtype="float32")(logits)
     else:
         outputs = FindingsDense(findings, name="predictions", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=f"cxr_{backbone}_{head}")
+    return fuse_batch_norm(keras.Model(inputs, outputs, name=f"cxr_{backbone}_{head}"))
+
+
+def fuse_batch_norm(model: keras.Model) -> keras.Model:
+    """Make every plain ``keras.layers.BatchNormalization`` of ``model`` (nested models included) a
+    :class:`~cxr_tf.models.layers.FusedBatchNormalization`, in place, and return the model.
+
+    The subclass adds no state and only replaces the training computation, so the layer keeps its
+    weights, config and place in the graph (``keras.applications`` builds its own BN layers, and
+    models saved before the fused layer existed load as plain BN)."""
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer) is keras.layers.BatchNormalization:
+            layer.__class__ = FusedBatchNormalization
+    return model
 
 
 def training_model(model: keras.Model) -> keras.Model:
@@ -150,9 +163,10 @@ def load_checkpoint(path) -> keras.Model:
     import cxr_tf.models.losses  # noqa: F401
     import cxr_tf.models.optimizers  # noqa: F401
     try:
-        return keras.models.load_model(os.fspath(path), compile=True)
+        model = keras.models.load_model(os.fspath(path), compile=True)
     except Exception as exc:
         raise CxrDataError(path, f"cannot load checkpoint: {type(exc).__name__}: {str(exc)[:300]}") from None
+    return fuse_batch_norm(model)
 
 
 def _layer(model: keras.Model, name: str):
@@ -253,4 +267,4 @@ def load_model(path, compile: bool = False) -> keras.Model:
         raise CxrDataError(path, f"cannot load model: {type(exc).__name__}: {str(exc)[:300]}") from None
     for name in ("pixels", "predictions"):
         _layer(model, name)
-    return model
+    return fuse_batch_norm(model)

@@ -174,3 +174,50 @@ class LSEPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "r": self.r}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose TensorFlow training step is one fused kernel.
+
+    Keras 3 normalizes with about twenty separate ops forward and thirty backward; TensorFlow's
+    ``FusedBatchNormV3`` does each direction in one (oneDNN on CPU, cuDNN on GPU). DenseNet121's
+    121 BN layers were a third of its training graph: the fused kernel cuts the first step's
+    tracing and graph start-up and the steady step (``benchmarks/training_startup.py``). The math
+    is Keras': batch statistics with the biased variance normalize, and the moving averages get
+    ``m·moving + (1−m)·batch`` with the same biased variance (the kernel, which updates them
+    itself, uses the unbiased one; its input and output are scaled so the result is Keras').
+    Inference, other backends, masks, renorm, synchronized BN and inputs other than NHWC images
+    take Keras' own path, so weights, config and outputs are the parent's."""
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        return (training is True and self.trainable and mask is None and not self.renorm
+                and not self.synchronized and len(inputs.shape) == 4 and self.axis % 4 == 3
+                and keras.backend.backend() == "tensorflow"
+                and keras.backend.result_type(inputs.dtype, "float32") == "float32")
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, tf.float32)   # as Keras: statistics in float32 under mixed precision
+        channels = x.shape[-1]
+        # ops.cast reads the variables as Keras' own call does (under a mixed policy, through autocast)
+        gamma = ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels], tf.float32)
+        beta = ops.cast(self.beta, "float32") if self.center else tf.zeros([channels], tf.float32)
+        # The kernel updates the moving averages, r = (1-f)·v + f·s²·n/(n-1) with f = 1 - momentum;
+        # given v·k it returns k·((1-f)·v + f·s²) for k = n/(n-1): Keras' update, biased s².
+        if None in x.shape[:3]:
+            n = tf.cast(tf.size(x) // channels, tf.float32)
+            k = n / tf.maximum(n - 1.0, 1.0)
+        else:
+            n = x.shape[0] * x.shape[1] * x.shape[2]
+            k = n / max(n - 1.0, 1.0)
+        y, moving_mean, moving_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=ops.cast(self.moving_mean, "float32"),
+            variance=ops.cast(self.moving_variance, "float32") * k, epsilon=self.epsilon,
+            exponential_avg_factor=1.0 - self.momentum, data_format="NHWC", is_training=True)
+        self.moving_mean.assign(moving_mean)
+        self.moving_variance.assign(moving_variance / k)
+        return tf.cast(y, self.compute_dtype)

@@ -174,9 +174,12 @@ class Session:
         """Compile ``model`` with this session's optimizer and loss and build the optimizer over
         ``variables`` (default: the model's trainable variables); ``jit_compile`` defaults to the
         config's."""
+        from cxr_tf.training.step import use_flat_train_function
+
         model.compile(optimizer=self.optimizer(), loss=self.loss(),
                       jit_compile=self.cfg.jit_compile if jit_compile is None else jit_compile)
         model.optimizer.build(model.trainable_variables if variables is None else variables)
+        use_flat_train_function(model)   # one traced function per step, not Keras' two nested ones
         return model
 
     # ---- data
@@ -262,6 +265,7 @@ class Session:
         a run directory left by a start that completed no epoch is cleared and started again."""
         from cxr_tf.models import load_checkpoint
         from cxr_tf.training.distribute import is_chief, prepare_fit
+        from cxr_tf.training.step import use_flat_train_function
 
         cfg, records = self.cfg, self.records
         run = Path(cfg.out)
@@ -270,6 +274,7 @@ class Session:
             if state:
                 model = load_checkpoint(run / state["checkpoint"])
                 model.optimizer.build(model.trainable_variables)
+                use_flat_train_function(model)
                 log.info("resuming %s from epoch %d", run, state["epoch"])
             else:
                 model = self.model()

@@ -162,3 +162,42 @@ def test_fused_adam_update_rule_on_fixed_gradients():
         out.append(var.numpy())
     np.testing.assert_allclose(out[1], out[0], rtol=1e-6, atol=1e-6)   # a few float32 ulps
     np.testing.assert_allclose(out[1], _adam_reference(w0, grads, 1e-2), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_fused_adam_traced_step_shares_scalars_and_equals_adam(mirrored):
+    """A traced update over several variables (the step's scalars made once per step and dtype),
+    alone with two dtypes and under MirroredStrategy on two logical CPUs (one dtype: Keras'
+    all-reduce concatenates the gradients): the same as Keras' Adam."""
+    import tensorflow as tf
+
+    from cxr_tf.models.optimizers import FusedAdam
+    rng = np.random.default_rng(1)
+    w0 = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(5,)).astype(np.float32),
+          rng.normal(size=(2, 2)).astype(np.float32 if mirrored else np.float64)]
+    grads = [[rng.normal(size=w.shape).astype(w.dtype) for w in w0] for _ in range(3)]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored else tf.distribute.get_strategy()
+    out = []
+    for cls in (keras.optimizers.Adam, FusedAdam):
+        with strategy.scope():
+            opt = cls(1e-2)
+            vars_ = [keras.Variable(w) for w in w0]
+            opt.build(vars_)
+
+        def replica_step(gs):
+            with tf.GradientTape() as tape:   # d loss / d v = g
+                loss = tf.add_n([tf.reduce_sum(tf.cast(v.value * g, tf.float64)) for v, g in zip(vars_, gs)])
+            opt.apply(tape.gradient(loss, [v.value for v in vars_]), vars_)
+
+        @tf.function
+        def step(gs):
+            strategy.run(replica_step, args=(gs,))
+
+        for gs in grads:
+            # under the mirror the replicas' gradients are summed: each replica gets half
+            step([tf.constant(g / (2 if mirrored else 1)) for g in gs])
+        out.append([v.numpy() for v in vars_])
+        assert int(opt.iterations.numpy()) == len(grads)
+    for got, want, w in zip(out[1], out[0], range(3)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got, _adam_reference(w0[w], [g[w] for g in grads], 1e-2), rtol=1e-5, atol=1e-6)
