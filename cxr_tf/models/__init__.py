@@ -15,8 +15,9 @@ import importlib
 # ``cxr_tf.models.presets`` (data, read by the settings) does not load Keras.
 _EXPORTS = {
     **dict.fromkeys(["INPUT_LAYERS", "WeightsUnavailable", "backbone_of", "build_model", "cam_layer", "contract_model",
-                     "findings_of", "fuse_batch_norm", "input_size_of", "load_checkpoint", "load_model", "normalization_of",
-                     "preprocessing_of", "save_model", "set_thresholds", "thresholds_of", "training_model"], "build"),
+                     "findings_of", "fuse_batch_norm", "input_size_of", "load_checkpoint", "load_model",
+                     "normalization_of", "preprocessing_of", "save_model", "set_thresholds", "thresholds_of",
+                     "training_model"], "build"),
     **dict.fromkeys(["EnsembleMean", "ensemble"], "ensemble"),
     **dict.fromkeys(["collect_images", "image_input", "iter_batches", "stack"], "inputs"),
 }
