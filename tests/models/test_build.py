@@ -176,7 +176,11 @@ def test_fused_adam_traced_step_shares_scalars_and_equals_adam(mirrored):
     w0 = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(5,)).astype(np.float32),
           rng.normal(size=(2, 2)).astype(np.float32 if mirrored else np.float64)]
     grads = [[rng.normal(size=w.shape).astype(w.dtype) for w in w0] for _ in range(3)]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored else tf.distribute.get_strategy()
+    # reduction through one device, not collectives: collective keys restart with every strategy
+    # and would clash with later in-process MirroredStrategy tests on the same two devices
+    strategy = (tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+                if mirrored else tf.distribute.get_strategy())
     out = []
     for cls in (keras.optimizers.Adam, FusedAdam):
         with strategy.scope():
